@@ -1,0 +1,27 @@
+// Farthest point sampling.
+//
+//   points  [B, N, D] float/double (half types are upcast by the caller)
+//   lengths [B] int64  valid points per cloud (prefix of each row)
+//   counts  [B] int64  samples wanted per cloud (<= K)
+//   start   [B] int64  first index per cloud, in [0, lengths[b]) when lengths[b] > 0
+//   K       output width
+// returns idx [B, K] int64: min(counts[b], lengths[b]) distinct indices, then -1.
+//
+// Each step picks the unselected point whose distance to the selected set is
+// largest; ties go to the lowest index. Distances use dist2_rn (common/fp.h)
+// so the CPU and CUDA kernels return identical indices.
+#pragma once
+
+#include <ATen/ATen.h>
+
+namespace pcgrasp {
+
+at::Tensor farthest_point_sample_cpu(const at::Tensor& points, const at::Tensor& lengths,
+                                     const at::Tensor& counts, const at::Tensor& start,
+                                     int64_t K);
+
+at::Tensor farthest_point_sample_cuda(const at::Tensor& points, const at::Tensor& lengths,
+                                      const at::Tensor& counts, const at::Tensor& start,
+                                      int64_t K);
+
+}  // namespace pcgrasp

@@ -1,0 +1,23 @@
+"""pcgrasp.ops: point-cloud kernels registered with torch.library.
+
+Every op dispatches to a CPU or CUDA kernel by the device of its inputs, has
+a fake kernel for torch.compile, and autograd where it is differentiable.
+"""
+from ._checks import set_data_checks
+from .ball_query import ball_query
+from .fps import farthest_point_sample
+from .gather import gather_points, scatter_add_points
+from .interpolate import inverse_distance_weights, three_interpolate
+from .knn import knn, three_nn
+
+__all__ = [
+    "farthest_point_sample",
+    "knn",
+    "three_nn",
+    "ball_query",
+    "gather_points",
+    "scatter_add_points",
+    "three_interpolate",
+    "inverse_distance_weights",
+    "set_data_checks",
+]

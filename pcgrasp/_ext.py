@@ -1,8 +1,15 @@
 """Loads the compiled extension and reports what it contains."""
 import torch
 
+import os
+
+_LIBRARY = os.environ.get("PCGRASP_LIBRARY")
 try:
-    from . import _C  # noqa: F401  (registers the pcgrasp:: ops)
+    if _LIBRARY:
+        # e.g. the CMake sanitizer build: registers the same ops
+        torch.ops.load_library(_LIBRARY)
+    else:
+        from . import _C  # noqa: F401  (registers the pcgrasp:: ops)
 except ImportError as e:  # pragma: no cover - only on a broken install
     raise ImportError(
         "pcgrasp's compiled extension pcgrasp._C could not be loaded "

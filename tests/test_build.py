@@ -1,4 +1,6 @@
 """build_info and the error for CUDA tensors on a CPU-only build."""
+import os
+
 import pytest
 import torch
 
@@ -13,6 +15,16 @@ def test_build_info_fields():
     assert info["cuda_built"] == torch._C._dispatch_has_kernel_for_dispatch_key("pcgrasp::knn", "CUDA")
     if info["cuda_built"]:
         assert info["cuda_version"] is not None
+
+
+@pytest.mark.skipif(os.environ.get("PCGRASP_EXPECT_CUDA") != "1", reason="CI sets PCGRASP_EXPECT_CUDA=1 when nvcc is present")
+def test_cuda_kernels_were_built_when_expected():
+    if os.environ.get("PCGRASP_LIBRARY"):
+        pytest.skip("running against the CMake CPU build")
+    info = pcgrasp.build_info()
+    assert info["cuda_built"], f"nvcc is present but the CUDA kernels were not built: {info}"
+    for op in ["farthest_point_sample", "knn", "ball_query", "gather_points", "three_interpolate"]:
+        assert torch._C._dispatch_has_kernel_for_dispatch_key(f"pcgrasp::{op}", "CUDA"), op
 
 
 def test_cpu_kernels_registered_for_every_op():

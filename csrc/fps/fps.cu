@@ -28,7 +28,7 @@ __global__ void __launch_bounds__(kFpsThreads)
   if (m <= 0) return;
   const T* P = pts + b * N * D;
   T* mind = mind_buf + b * N;
-  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) mind[i] = std::numeric_limits<T>::infinity();
+  for (int64_t i = threadIdx.x; i < n; i += blockDim.x) mind[i] = std::numeric_limits<T>::max();  // as the CPU kernel
   int64_t sel = clamp_len(st[b], n - 1);
   __syncthreads();
   if (threadIdx.x == 0) {

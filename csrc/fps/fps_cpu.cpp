@@ -13,30 +13,38 @@
 namespace pcgrasp {
 namespace {
 
-// Updates mind[lo, hi) with the distance to centre c and returns the largest
-// value. Selected points hold -1 and stay there. Written as plain loops with
-// ternaries so the compiler vectorises them (no FMA: -ffp-contract=off); the
-// summation order matches dist2_rn exactly.
+// Updates m[0, len) with the distance of each point to centre (cx, cy, cz)
+// and returns the largest value. Selected points hold -1 and stay there.
+// Plain loop with ternaries and separate restrict pointers so the compiler
+// vectorises it (no FMA: -ffp-contract=off); the summation order matches
+// dist2_rn exactly. GCC vectorises a float max-reduction only without signed
+// zeros and non-finite values: distances are >= 0 or the -1 marker, inputs are
+// checked finite, and mind starts at the largest finite value, not +inf.
 template <typename T>
-T update_range(const T* __restrict soa, int64_t n, int64_t D, const T* c, T* __restrict mind,
-               int64_t lo, int64_t hi) {
+#if defined(__GNUC__) && !defined(__clang__)
+__attribute__((optimize("no-signed-zeros", "finite-math-only")))
+#endif
+__attribute__((noinline)) T update3(const T* __restrict x, const T* __restrict y,
+                                    const T* __restrict z, T* __restrict m, int64_t len, T cx,
+                                    T cy, T cz) {
   T best = T(-2);
-  if (D == 3) {
-    const T* __restrict x = soa;
-    const T* __restrict y = soa + n;
-    const T* __restrict z = soa + 2 * n;
-    const T cx = c[0], cy = c[1], cz = c[2];
-    for (int64_t i = lo; i < hi; ++i) {
-      const T dx = x[i] - cx, dy = y[i] - cy, dz = z[i] - cz;
-      T d = dx * dx;
-      d = d + dy * dy;
-      d = d + dz * dz;
-      const T v = mind[i] < d ? mind[i] : d;
-      mind[i] = v;
-      best = best < v ? v : best;
-    }
-    return best;
+  for (int64_t i = 0; i < len; ++i) {
+    const T dx = x[i] - cx, dy = y[i] - cy, dz = z[i] - cz;
+    T d = dx * dx;
+    d = d + dy * dy;
+    d = d + dz * dz;
+    const T v = m[i] < d ? m[i] : d;
+    m[i] = v;
+    best = best < v ? v : best;
   }
+  return best;
+}
+
+template <typename T>
+T update_range(const T* soa, int64_t n, int64_t D, const T* c, T* mind, int64_t lo, int64_t hi) {
+  if (D == 3)
+    return update3(soa + lo, soa + n + lo, soa + 2 * n + lo, mind + lo, hi - lo, c[0], c[1], c[2]);
+  T best = T(-2);
   for (int64_t i = lo; i < hi; ++i) {
     T d = T(0);
     for (int64_t k = 0; k < D; ++k) {
@@ -61,7 +69,7 @@ template <typename T>
 void fps_cloud(const T* pts, int64_t n, int64_t D, int64_t m, int64_t start, int64_t* out,
                bool parallel) {
   if (m <= 0) return;
-  std::vector<T> soa(n * D), mind(n, std::numeric_limits<T>::infinity());
+  std::vector<T> soa(n * D), mind(n, std::numeric_limits<T>::max());
   for (int64_t i = 0; i < n; ++i)
     for (int64_t k = 0; k < D; ++k) soa[k * n + i] = pts[i * D + k];
   int64_t sel = start;

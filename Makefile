@@ -1,0 +1,52 @@
+# The README's commands. Everything installs into ./.venv.
+#   make demo   - the main job on the built-in synthetic default
+#   make test   - build (CPU + CUDA when nvcc is found) and run the test suite
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CUDA build of torch by default (CUDA 13.0 matches nvcc 13.0); it also runs
+# on machines without a GPU. For a CPU-only setup use
+#   make test TORCH_SPEC=torch==2.13.0 PCGRASP_CPU_ONLY=1
+TORCH_SPEC ?= torch==2.13.0,!=2.13.0+cpu
+export MAX_JOBS ?= 2
+
+.PHONY: venv build test demo bench sanitize gpu-check clean
+
+$(VENV)/.deps: requirements-dev.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -r requirements-dev.txt
+	touch $@
+
+venv: $(VENV)/.deps
+
+# Editable, so tests and scripts run against this checkout.
+build: venv
+	$(PY) -m pip install -q --no-build-isolation -e .
+	$(PY) -c "import pcgrasp; print('pcgrasp build:', pcgrasp.build_info())"
+
+test: build
+	$(PY) -m pytest -q tests
+
+demo: build
+	$(PY) -m pcgrasp.demo
+
+bench: build
+	$(PY) benchmarks/bench_ops.py
+
+# CPU kernels built by CMake with ASan + UBSan, then the whole test suite on them.
+sanitize: venv
+	cmake -S . -B build/sanitize -DPCGRASP_SANITIZE=ON -DPython3_EXECUTABLE=$(abspath $(PY)) \
+	  -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" >/dev/null
+	cmake --build build/sanitize -j$(MAX_JOBS)
+	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
+	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
+	  PCGRASP_LIBRARY=build/sanitize/libpcgrasp_ops.so $(PY) -m pytest -q tests
+
+gpu-check:
+	bash tools/gpu-check.sh
+
+clean:
+	rm -rf build *.egg-info pcgrasp/_C*.so pcgrasp/_build_config.py

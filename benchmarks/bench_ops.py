@@ -1,0 +1,272 @@
+"""Times pcgrasp ops against installed peers in the same process, same device.
+
+    python benchmarks/bench_ops.py [--device cpu|cuda] [--quick] [--only NAME]
+
+Shapes follow the users' workloads: Point-JEPA (B=512, N=1024, 64 centres,
+k=32), a scene batch (B=32, N=20000, 1024 samples; ball query r in
+{0.04, 0.1, 0.2}, k in {16, 32, 64}) and one large cloud (B=1, N=1e6, 16384
+samples). Peers are used when importable: torch_cluster, fpsample, open3d,
+scipy cKDTree, pytorch3d; a plain-PyTorch baseline always. Reports medians
+and ratios (peer time / pcgrasp time, > 1 means pcgrasp is faster) and writes
+JSON + markdown under benchmarks/results/, named by device.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import statistics
+import time
+
+import numpy as np
+import torch
+
+import pcgrasp
+from pcgrasp import ops
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def _try(name):
+    try:
+        return __import__(name)
+    except Exception:
+        return None
+
+
+torch_cluster = _try("torch_cluster")
+fpsample = _try("fpsample")
+o3d = _try("open3d")
+scipy_spatial = _try("scipy.spatial")
+pytorch3d_ops = None
+if _try("pytorch3d"):
+    try:
+        from pytorch3d import ops as pytorch3d_ops
+    except Exception:
+        pytorch3d_ops = None
+
+
+def timeit(fn, device, budget_s=20.0, max_reps=7):
+    """Median wall time in ms over up to max_reps runs after one warm-up;
+    fewer runs when a run is slow."""
+    def once():
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - t
+
+    first = once()  # warm-up (also JIT/allocator)
+    reps = max(1, min(max_reps, int(budget_s / max(first, 1e-6))))
+    times = [once() for _ in range(reps)] if first < budget_s else [first]
+    return statistics.median(times) * 1e3, len(times)
+
+
+# ---------------------------------------------------------------- baselines
+def torch_fps(points, k):
+    """Plain PyTorch FPS (batched loop over k)."""
+    B, N, _ = points.shape
+    idx = torch.zeros(B, k, dtype=torch.long, device=points.device)
+    mind = torch.full((B, N), float("inf"), device=points.device)
+    sel = torch.zeros(B, dtype=torch.long, device=points.device)
+    ar = torch.arange(B, device=points.device)
+    for s in range(k):
+        idx[:, s] = sel
+        d = ((points - points[ar, sel].unsqueeze(1)) ** 2).sum(-1)
+        mind = torch.minimum(mind, d)
+        sel = mind.argmax(1)
+    return idx
+
+
+def torch_knn(q, p, k):
+    return torch.cdist(q, p).topk(k, largest=False)
+
+
+def torch_ball(q, p, r, k):
+    d = torch.cdist(q, p) ** 2
+    n = p.shape[1]
+    key = torch.where(d < r * r, torch.arange(n, device=p.device).expand_as(d), n)
+    return key.topk(k, largest=False).values  # first k inside, pointnet2 order
+
+
+def _batch_vec(B, N, device):
+    return torch.arange(B, device=device).repeat_interleave(N)
+
+
+# ---------------------------------------------------------------- cases
+def cases(device, quick):
+    g = torch.Generator().manual_seed(0)
+
+    def cloud(B, N):
+        return torch.rand(B, N, 3, generator=g).to(device)
+
+    out = []
+    # Point-JEPA tokenizer
+    B, N, G, k = (64, 1024, 64, 32) if quick else (512, 1024, 64, 32)
+    pj = cloud(B, N)
+    pj_c = ops.gather_points(pj, ops.farthest_point_sample(pj, G))
+    c = dict(name=f"fps pointjepa B={B} N={N} K={G}", ours=lambda: ops.farthest_point_sample(pj, G),
+             peers={"torch": lambda: torch_fps(pj, G)})
+    if torch_cluster:
+        bv, flat = _batch_vec(B, N, device), pj.reshape(-1, 3)
+        c["peers"]["torch_cluster"] = lambda: torch_cluster.fps(flat, bv, ratio=G / N, random_start=False)
+    if pytorch3d_ops:
+        c["peers"]["pytorch3d"] = lambda: pytorch3d_ops.sample_farthest_points(pj, K=G)
+    out.append(c)
+    c = dict(name=f"knn pointjepa B={B} M={G} N={N} k={k}", ours=lambda: ops.knn(pj_c, pj, k),
+             peers={"torch": lambda: torch_knn(pj_c, pj, k)})
+    if pytorch3d_ops:
+        c["peers"]["pytorch3d"] = lambda: pytorch3d_ops.knn_points(pj_c, pj, K=k)
+    out.append(c)
+    out.append(dict(name=f"ball_query pointjepa B={B} M={G} N={N} r=0.05 k={k}",
+                    ours=lambda: ops.ball_query(pj_c, pj, 0.05, k, order="first"),
+                    peers={"torch": lambda: torch_ball(pj_c, pj, 0.05, k)}))
+    feats = torch.randn(B, N, 64, generator=g).to(device)
+    kidx = ops.knn(pj_c, pj, k)[1]
+    out.append(dict(name=f"gather pointjepa B={B} C=64 idx={G}x{k}", ours=lambda: ops.gather_points(feats, kidx),
+                    peers={"torch": lambda: torch.stack([feats[b][kidx[b]] for b in range(B)])}))
+
+    # scene
+    B, N, S = (8, 20000, 1024) if quick else (32, 20000, 1024)
+    sc = cloud(B, N)
+    sc_c = ops.gather_points(sc, ops.farthest_point_sample(sc, S))
+    c = dict(name=f"fps scene B={B} N={N} K={S}", ours=lambda: ops.farthest_point_sample(sc, S),
+             peers={"torch": lambda: torch_fps(sc, S)})
+    if torch_cluster:
+        bv, flat = _batch_vec(B, N, device), sc.reshape(-1, 3)
+        c["peers"]["torch_cluster"] = lambda: torch_cluster.fps(flat, bv, ratio=S / N, random_start=False)
+    if fpsample and device.type == "cpu":
+        npc = sc.numpy()
+        c["peers"]["fpsample(npdu_kdtree)"] = lambda: [fpsample.bucket_fps_kdline_sampling(npc[b], S, h=7) for b in range(B)]
+    out.append(c)
+    c = dict(name=f"knn scene B={B} M={S} N={N} k=32", ours=lambda: ops.knn(sc_c, sc, 32),
+             peers={"torch": lambda: torch_knn(sc_c, sc, 32)})
+    if scipy_spatial and device.type == "cpu":
+        npp, npq = sc.numpy(), sc_c.numpy()
+        c["peers"]["scipy cKDTree (workers=2)"] = lambda: [
+            scipy_spatial.cKDTree(npp[b]).query(npq[b], 32, workers=2) for b in range(B)]
+    if torch_cluster:
+        c["peers"]["torch_cluster"] = lambda: torch_cluster.knn(sc.reshape(-1, 3), sc_c.reshape(-1, 3), 32,
+                                                               _batch_vec(B, N, device), _batch_vec(B, S, device))
+    out.append(c)
+    for r in (0.04, 0.1, 0.2):
+        for kk in (16, 32, 64):
+            if quick and kk != 32:
+                continue
+            c = dict(name=f"ball_query scene B={B} M={S} N={N} r={r} k={kk}",
+                     ours=lambda r=r, kk=kk: ops.ball_query(sc_c, sc, r, kk, order="first"),
+                     peers={})
+            if kk == 32:
+                c["peers"]["torch"] = lambda r=r, kk=kk: torch_ball(sc_c, sc, r, kk)
+            if torch_cluster:
+                c["peers"]["torch_cluster"] = lambda r=r, kk=kk: torch_cluster.radius(
+                    sc.reshape(-1, 3), sc_c.reshape(-1, 3), r, _batch_vec(B, N, device), _batch_vec(B, S, device), kk)
+            if pytorch3d_ops:
+                c["peers"]["pytorch3d"] = lambda r=r, kk=kk: pytorch3d_ops.ball_query(sc_c, sc, K=kk, radius=r)
+            out.append(c)
+    fine, coarse = sc[:, :4096], sc_c
+    ff = torch.randn(B, S, 128, generator=g).to(device)
+    d3, i3 = ops.three_nn(fine, coarse)
+    w3 = ops.inverse_distance_weights(d3)
+    out.append(dict(name=f"three_nn B={B} M=4096 N={S}", ours=lambda: ops.three_nn(fine, coarse),
+                    peers={"torch": lambda: torch_knn(fine, coarse, 3)}))
+    out.append(dict(name=f"three_interpolate B={B} M=4096 N={S} C=128", ours=lambda: ops.three_interpolate(ff, i3, w3),
+                    peers={"torch": lambda: (torch.stack([ff[b][i3[b]] for b in range(B)]) * w3[..., None]).sum(2)}))
+
+    # one 100k cloud (CPU goal vs open3d) and one 1M cloud
+    one = cloud(1, 100_000)
+    c = dict(name="fps single N=100000 K=1024", ours=lambda: ops.farthest_point_sample(one, 1024), peers={})
+    if o3d and device.type == "cpu":
+        pc = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(one[0].double().numpy()))
+        c["peers"]["open3d"] = lambda: pc.farthest_point_down_sample(1024)
+    if fpsample and device.type == "cpu":
+        npo = one[0].numpy()
+        c["peers"]["fpsample(vanilla)"] = lambda: fpsample.fps_sampling(npo, 1024)
+        c["peers"]["fpsample(npdu_kdtree)"] = lambda: fpsample.bucket_fps_kdline_sampling(npo, 1024, h=7)
+    if torch_cluster:
+        c["peers"]["torch_cluster"] = lambda: torch_cluster.fps(one[0], None, ratio=1024 / 100_000, random_start=False)
+    out.append(c)
+    if not quick:
+        big = cloud(1, 1_000_000)
+        c = dict(name="fps single N=1000000 K=16384", ours=lambda: ops.farthest_point_sample(big, 16384), peers={})
+        if torch_cluster:
+            c["peers"]["torch_cluster"] = lambda: torch_cluster.fps(big[0], None, ratio=16384 / 1e6, random_start=False)
+        if o3d and device.type == "cpu":
+            pcb = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(big[0].double().numpy()))
+            c["peers"]["open3d"] = lambda: pcb.farthest_point_down_sample(16384)
+        out.append(c)
+        bq = cloud(1, 16384)
+        c = dict(name="knn single M=16384 N=1000000 k=16", ours=lambda: ops.knn(bq, big, 16), peers={})
+        if scipy_spatial and device.type == "cpu":
+            c["peers"]["scipy cKDTree (workers=2)"] = lambda: scipy_spatial.cKDTree(big[0].numpy()).query(bq[0].numpy(), 16, workers=2)
+        out.append(c)
+    return out
+
+
+def device_name(device):
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    model = platform.processor() or "cpu"
+    try:
+        with open("/proc/cpuinfo") as f:
+            m = re.search(r"model name\s*:\s*(.+)", f.read())
+            model = m.group(1) if m else model
+    except OSError:
+        pass
+    return f"{model} ({torch.get_num_threads()} threads)"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--quick", action="store_true", help="smaller batches, fewer cases")
+    ap.add_argument("--only", default="", help="run cases whose name contains this")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    ap.add_argument("--budget", type=float, default=15.0, help="seconds per timed callable")
+    a = ap.parse_args()
+    device = torch.device(a.device)
+    ops.set_data_checks(False)  # time the kernels, not the argument checks
+    dname = device_name(device)
+    print(f"# pcgrasp benchmarks on {dname}, torch {torch.__version__}")
+    results = []
+    for c in cases(device, a.quick):
+        if a.only and a.only not in c["name"]:
+            continue
+        ours, n = timeit(c["ours"], device, a.budget)
+        row = {"case": c["name"], "pcgrasp_ms": ours, "reps": n, "peers": {}}
+        for pname, fn in c["peers"].items():
+            try:
+                t, pn = timeit(fn, device, a.budget)
+                row["peers"][pname] = {"ms": t, "ratio": t / ours, "reps": pn}
+            except Exception as e:  # a peer that fails is reported, not fatal
+                row["peers"][pname] = {"error": f"{type(e).__name__}: {e}"[:200]}
+        results.append(row)
+        peers = ", ".join(f"{k} {v['ms']:.2f} ms ({v['ratio']:.2f}x)" if "ms" in v else f"{k} failed"
+                          for k, v in row["peers"].items())
+        print(f"{c['name']}: pcgrasp {ours:.2f} ms | {peers}", flush=True)
+
+    os.makedirs(a.out, exist_ok=True)
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", dname).strip("-").lower()
+    stamp = datetime.date.today().isoformat()
+    meta = {"device": dname, "date": stamp, "torch": torch.__version__, "pcgrasp": pcgrasp.build_info(),
+            "quick": a.quick, "peers_available": {"torch_cluster": bool(torch_cluster), "fpsample": bool(fpsample),
+                                                  "open3d": bool(o3d), "scipy": bool(scipy_spatial),
+                                                  "pytorch3d": bool(pytorch3d_ops)}}
+    with open(os.path.join(a.out, f"{slug}.json"), "w") as f:
+        json.dump({"meta": meta, "results": results}, f, indent=1)
+    with open(os.path.join(a.out, f"{slug}.md"), "w") as f:
+        f.write(f"# Benchmarks: {dname}\n\n{stamp}, torch {torch.__version__}. Median wall time; "
+                "ratio = peer time / pcgrasp time (> 1: pcgrasp faster). Same process, same device.\n\n")
+        f.write("| case | pcgrasp ms | peers (ms, ratio) |\n|---|---:|---|\n")
+        for r in results:
+            peers = "; ".join(f"{k}: {v['ms']:.2f} ({v['ratio']:.2f}x)" if "ms" in v else f"{k}: failed"
+                              for k, v in r["peers"].items())
+            f.write(f"| {r['case']} | {r['pcgrasp_ms']:.2f} | {peers} |\n")
+    print(f"wrote {a.out}/{slug}.json and .md")
+
+
+if __name__ == "__main__":
+    main()

@@ -11,6 +11,7 @@ and ratios (peer time / pcgrasp time, > 1 means pcgrasp is faster) and writes
 JSON + markdown under benchmarks/results/, named by device.
 """
 import argparse
+import importlib
 import datetime
 import json
 import os
@@ -30,7 +31,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 def _try(name):
     try:
-        return __import__(name)
+        return importlib.import_module(name)
     except Exception:
         return None
 
@@ -97,6 +98,7 @@ def _batch_vec(B, N, device):
 
 
 # ---------------------------------------------------------------- cases
+# Shapes are rebound from case to case: lambdas bind what they use as defaults.
 def cases(device, quick):
     g = torch.Generator().manual_seed(0)
 
@@ -112,7 +114,7 @@ def cases(device, quick):
              peers={"torch": lambda: torch_fps(pj, G)})
     if torch_cluster:
         bv, flat = _batch_vec(B, N, device), pj.reshape(-1, 3)
-        c["peers"]["torch_cluster"] = lambda: torch_cluster.fps(flat, bv, ratio=G / N, random_start=False)
+        c["peers"]["torch_cluster"] = lambda flat=flat, bv=bv, r=G / N: torch_cluster.fps(flat, bv, ratio=r, random_start=False)
     if pytorch3d_ops:
         c["peers"]["pytorch3d"] = lambda: pytorch3d_ops.sample_farthest_points(pj, K=G)
     out.append(c)
@@ -127,7 +129,7 @@ def cases(device, quick):
     feats = torch.randn(B, N, 64, generator=g).to(device)
     kidx = ops.knn(pj_c, pj, k)[1]
     out.append(dict(name=f"gather pointjepa B={B} C=64 idx={G}x{k}", ours=lambda: ops.gather_points(feats, kidx),
-                    peers={"torch": lambda: torch.stack([feats[b][kidx[b]] for b in range(B)])}))
+                    peers={"torch": lambda B=B: torch.stack([feats[b][kidx[b]] for b in range(B)])}))
 
     # scene
     B, N, S = (8, 20000, 1024) if quick else (32, 20000, 1024)
@@ -137,16 +139,16 @@ def cases(device, quick):
              peers={"torch": lambda: torch_fps(sc, S)})
     if torch_cluster:
         bv, flat = _batch_vec(B, N, device), sc.reshape(-1, 3)
-        c["peers"]["torch_cluster"] = lambda: torch_cluster.fps(flat, bv, ratio=S / N, random_start=False)
+        c["peers"]["torch_cluster"] = lambda flat=flat, bv=bv, r=S / N: torch_cluster.fps(flat, bv, ratio=r, random_start=False)
     if fpsample and device.type == "cpu":
         npc = sc.numpy()
-        c["peers"]["fpsample(npdu_kdtree)"] = lambda: [fpsample.bucket_fps_kdline_sampling(npc[b], S, h=7) for b in range(B)]
+        c["peers"]["fpsample(bucket_kdline)"] = lambda B=B: [fpsample.bucket_fps_kdline_sampling(npc[b], S, h=7) for b in range(B)]
     out.append(c)
     c = dict(name=f"knn scene B={B} M={S} N={N} k=32", ours=lambda: ops.knn(sc_c, sc, 32),
              peers={"torch": lambda: torch_knn(sc_c, sc, 32)})
     if scipy_spatial and device.type == "cpu":
         npp, npq = sc.numpy(), sc_c.numpy()
-        c["peers"]["scipy cKDTree (workers=2)"] = lambda: [
+        c["peers"]["scipy cKDTree (workers=2)"] = lambda B=B: [
             scipy_spatial.cKDTree(npp[b]).query(npq[b], 32, workers=2) for b in range(B)]
     if torch_cluster:
         c["peers"]["torch_cluster"] = lambda: torch_cluster.knn(sc.reshape(-1, 3), sc_c.reshape(-1, 3), 32,
@@ -185,7 +187,7 @@ def cases(device, quick):
     if fpsample and device.type == "cpu":
         npo = one[0].numpy()
         c["peers"]["fpsample(vanilla)"] = lambda: fpsample.fps_sampling(npo, 1024)
-        c["peers"]["fpsample(npdu_kdtree)"] = lambda: fpsample.bucket_fps_kdline_sampling(npo, 1024, h=7)
+        c["peers"]["fpsample(bucket_kdline)"] = lambda: fpsample.bucket_fps_kdline_sampling(npo, 1024, h=7)
     if torch_cluster:
         c["peers"]["torch_cluster"] = lambda: torch_cluster.fps(one[0], None, ratio=1024 / 100_000, random_start=False)
     out.append(c)
@@ -250,12 +252,19 @@ def main():
 
     os.makedirs(a.out, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", dname).strip("-").lower()
+    path = os.path.join(a.out, f"{slug}.json")
+    if a.only and os.path.exists(path):  # a partial run updates its rows in place
+        with open(path) as f:
+            old = json.load(f)["results"]
+        new = {r["case"]: r for r in results}
+        merged = [new.pop(r["case"], r) for r in old]
+        results = merged + list(new.values())
     stamp = datetime.date.today().isoformat()
     meta = {"device": dname, "date": stamp, "torch": torch.__version__, "pcgrasp": pcgrasp.build_info(),
             "quick": a.quick, "peers_available": {"torch_cluster": bool(torch_cluster), "fpsample": bool(fpsample),
                                                   "open3d": bool(o3d), "scipy": bool(scipy_spatial),
                                                   "pytorch3d": bool(pytorch3d_ops)}}
-    with open(os.path.join(a.out, f"{slug}.json"), "w") as f:
+    with open(path, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     with open(os.path.join(a.out, f"{slug}.md"), "w") as f:
         f.write(f"# Benchmarks: {dname}\n\n{stamp}, torch {torch.__version__}. Median wall time; "

@@ -21,7 +21,7 @@ __global__ void __launch_bounds__(kNbrThreads)
     ball_kernel(const T* __restrict__ Q, const T* __restrict__ P, const int64_t* __restrict__ qlen,
                 const int64_t* __restrict__ len, int64_t M, int64_t N, int64_t D, int64_t k, T r2,
                 int64_t* __restrict__ oi, T* __restrict__ od, int64_t* __restrict__ oc) {
-  extern __shared__ unsigned char smem[];
+  extern __shared__ __align__(16) unsigned char smem[];  // holds float or double tiles
   T* tile = reinterpret_cast<T*>(smem);
   const int64_t b = blockIdx.y;
   const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;

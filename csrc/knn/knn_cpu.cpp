@@ -111,7 +111,7 @@ void knn_impl(const at::Tensor& query, const at::Tensor& points, const int64_t* 
   }
   at::parallel_for(0, B, 1, [&](int64_t b0, int64_t b1) {
     for (int64_t b = b0; b < b1; ++b)
-      if (use_grid[b]) grids[b].build(P + b * N * 3, clamp_len(len[b], N), 0.0);
+      if (use_grid[b]) grids[b].build(P + b * N * 3, clamp_len(len[b], N), 0.0, 2.0);
   });
   at::parallel_for(0, B * M, 16, [&](int64_t s, int64_t e) {
     std::vector<std::pair<T, int64_t>> scratch;

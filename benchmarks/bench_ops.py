@@ -12,19 +12,13 @@ JSON + markdown under benchmarks/results/, named by device.
 """
 import argparse
 import importlib
-import datetime
-import json
 import os
-import platform
-import re
-import statistics
-import time
 
-import numpy as np
 import torch
 
-import pcgrasp
 from pcgrasp import ops
+
+from _common import device_name, run_cases, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -46,24 +40,6 @@ if _try("pytorch3d"):
         from pytorch3d import ops as pytorch3d_ops
     except Exception:
         pytorch3d_ops = None
-
-
-def timeit(fn, device, budget_s=20.0, max_reps=7):
-    """Median wall time in ms over up to max_reps runs after one warm-up;
-    fewer runs when a run is slow."""
-    def once():
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - t
-
-    first = once()  # warm-up (also JIT/allocator)
-    reps = max(1, min(max_reps, int(budget_s / max(first, 1e-6))))
-    times = [once() for _ in range(reps)] if first < budget_s else [first]
-    return statistics.median(times) * 1e3, len(times)
 
 
 # ---------------------------------------------------------------- baselines
@@ -208,19 +184,6 @@ def cases(device, quick):
     return out
 
 
-def device_name(device):
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    model = platform.processor() or "cpu"
-    try:
-        with open("/proc/cpuinfo") as f:
-            m = re.search(r"model name\s*:\s*(.+)", f.read())
-            model = m.group(1) if m else model
-    except OSError:
-        pass
-    return f"{model} ({torch.get_num_threads()} threads)"
-
-
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -233,48 +196,10 @@ def main():
     ops.set_data_checks(False)  # time the kernels, not the argument checks
     dname = device_name(device)
     print(f"# pcgrasp benchmarks on {dname}, torch {torch.__version__}")
-    results = []
-    for c in cases(device, a.quick):
-        if a.only and a.only not in c["name"]:
-            continue
-        ours, n = timeit(c["ours"], device, a.budget)
-        row = {"case": c["name"], "pcgrasp_ms": ours, "reps": n, "peers": {}}
-        for pname, fn in c["peers"].items():
-            try:
-                t, pn = timeit(fn, device, a.budget)
-                row["peers"][pname] = {"ms": t, "ratio": t / ours, "reps": pn}
-            except Exception as e:  # a peer that fails is reported, not fatal
-                row["peers"][pname] = {"error": f"{type(e).__name__}: {e}"[:200]}
-        results.append(row)
-        peers = ", ".join(f"{k} {v['ms']:.2f} ms ({v['ratio']:.2f}x)" if "ms" in v else f"{k} failed"
-                          for k, v in row["peers"].items())
-        print(f"{c['name']}: pcgrasp {ours:.2f} ms | {peers}", flush=True)
-
-    os.makedirs(a.out, exist_ok=True)
-    slug = re.sub(r"[^A-Za-z0-9]+", "-", dname).strip("-").lower()
-    path = os.path.join(a.out, f"{slug}.json")
-    if a.only and os.path.exists(path):  # a partial run updates its rows in place
-        with open(path) as f:
-            old = json.load(f)["results"]
-        new = {r["case"]: r for r in results}
-        merged = [new.pop(r["case"], r) for r in old]
-        results = merged + list(new.values())
-    stamp = datetime.date.today().isoformat()
-    meta = {"device": dname, "date": stamp, "torch": torch.__version__, "pcgrasp": pcgrasp.build_info(),
-            "quick": a.quick, "peers_available": {"torch_cluster": bool(torch_cluster), "fpsample": bool(fpsample),
-                                                  "open3d": bool(o3d), "scipy": bool(scipy_spatial),
-                                                  "pytorch3d": bool(pytorch3d_ops)}}
-    with open(path, "w") as f:
-        json.dump({"meta": meta, "results": results}, f, indent=1)
-    with open(os.path.join(a.out, f"{slug}.md"), "w") as f:
-        f.write(f"# Benchmarks: {dname}\n\n{stamp}, torch {torch.__version__}. Median wall time; "
-                "ratio = peer time / pcgrasp time (> 1: pcgrasp faster). Same process, same device.\n\n")
-        f.write("| case | pcgrasp ms | peers (ms, ratio) |\n|---|---:|---|\n")
-        for r in results:
-            peers = "; ".join(f"{k}: {v['ms']:.2f} ({v['ratio']:.2f}x)" if "ms" in v else f"{k}: failed"
-                              for k, v in r["peers"].items())
-            f.write(f"| {r['case']} | {r['pcgrasp_ms']:.2f} | {peers} |\n")
-    print(f"wrote {a.out}/{slug}.json and .md")
+    results = run_cases(cases(device, a.quick), device, a.budget, a.only)
+    write_results(a.out, a.only, dname, results, {"quick": a.quick, "peers_available": {
+        "torch_cluster": bool(torch_cluster), "fpsample": bool(fpsample), "open3d": bool(o3d),
+        "scipy": bool(scipy_spatial), "pytorch3d": bool(pytorch3d_ops)}})
 
 
 if __name__ == "__main__":

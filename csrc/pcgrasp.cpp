@@ -12,6 +12,15 @@ TORCH_LIBRARY(pcgrasp, m) {
   m.def("gather_points_backward(Tensor grad, Tensor idx, int N) -> Tensor");
   m.def("three_interpolate(Tensor features, Tensor idx, Tensor weight) -> Tensor");
   m.def("three_interpolate_backward(Tensor grad_out, Tensor features, Tensor idx, Tensor weight) -> (Tensor, Tensor)");
+  // contrastive / detection kernels
+  m.def("correspondences(Tensor src, Tensor dst, Tensor src_lengths, Tensor dst_lengths, Tensor? src_transform, Tensor? dst_transform, float radius) -> (Tensor idx, Tensor dist2)");
+  m.def("radius_pairs(Tensor src, Tensor dst, Tensor src_lengths, Tensor dst_lengths, Tensor? src_transform, Tensor? dst_transform, float radius, int max_pairs) -> Tensor");
+  m.def("false_negative_mask(Tensor xyz, float gamma) -> Tensor");
+  m.def("point_info_nce(Tensor feat_a, Tensor feat_b, Tensor? xyz, Tensor? valid, float tau, float gamma) -> (Tensor loss, Tensor lse)");
+  m.def("point_info_nce_backward(Tensor grad, Tensor feat_a, Tensor feat_b, Tensor? xyz, Tensor? valid, Tensor lse, float tau, float gamma) -> (Tensor, Tensor)");
+  m.def("voxelize(Tensor points, float voxel_size, Tensor lengths) -> (Tensor coords, Tensor inverse, Tensor first)");
+  m.def("cylinder_query(Tensor query, Tensor rotation, Tensor points, Tensor query_lengths, Tensor lengths, float radius, float hmin, float hmax, int k, bool nearest) -> (Tensor idx, Tensor count)");
+  m.def("nearest_neighbor_order(Tensor centers, Tensor lengths) -> Tensor");
 }
 
 // The extension is loaded as a Python module only so that importing it runs

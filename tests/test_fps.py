@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pcgrasp import ops
-from conftest import ALL_DTYPES, DEVICES, cloud, ragged_lengths, requires_cuda
+from conftest import ALL_DTYPES, cloud, ragged_lengths, requires_cuda
 
 
 def fps_oracle(pts, k, n, start=0):

@@ -9,6 +9,13 @@ from .fps import farthest_point_sample
 from .gather import gather_points, scatter_add_points
 from .interpolate import inverse_distance_weights, three_interpolate
 from .knn import knn, three_nn
+from .correspondences import correspondences, radius_pairs
+from .cylinder_query import cylinder_query
+from .false_negative_mask import false_negative_mask
+from .point_info_nce import point_info_nce
+from .ragged import masked_to_padded, packed_to_padded, padded_to_packed
+from .sequencer import nearest_neighbor_order
+from .voxelize import voxelize
 
 __all__ = [
     "farthest_point_sample",
@@ -20,4 +27,14 @@ __all__ = [
     "three_interpolate",
     "inverse_distance_weights",
     "set_data_checks",
+    "correspondences",
+    "radius_pairs",
+    "false_negative_mask",
+    "point_info_nce",
+    "voxelize",
+    "cylinder_query",
+    "nearest_neighbor_order",
+    "masked_to_padded",
+    "padded_to_packed",
+    "packed_to_padded",
 ]

@@ -121,3 +121,42 @@ def index(idx, name, B, N, like):
         raise IndexError(
             f"{name} must be in [-1, {N}) (-1 = padding), got values in [{int(idx.min())}, {int(idx.max())}]")
     return idx
+
+
+def transform(T, name, B, like):
+    """Optional [B, 4, 4] floating rigid transform, finite."""
+    if T is None:
+        return None
+    tensor(T, name)
+    if T.dim() != 3 or tuple(T.shape) != (B, 4, 4):
+        raise ValueError(f"{name} must have shape [{B}, 4, 4], got shape {tuple(T.shape)}")
+    if T.dtype not in FLOAT_DTYPES:
+        raise TypeError(f"{name} must be a floating tensor, got {T.dtype}")
+    same_device(T, like, name, "its points")
+    if data_checks_enabled(T) and T.numel() and not bool(torch.isfinite(T).all()):
+        raise ValueError(f"{name} contains non-finite values")
+    return T
+
+
+def positive(x, name, allow_zero=False):
+    """A finite float > 0 (or >= 0)."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        if isinstance(x, torch.Tensor) and x.numel() == 1:
+            x = float(x)
+        else:
+            raise TypeError(f"{name} must be a float, got {type(x).__name__}")
+    x = float(x)
+    ok = (x >= 0 if allow_zero else x > 0) and x != float("inf")
+    if not ok or x != x:
+        raise ValueError(f"{name} must be a {'non-negative' if allow_zero else 'positive'} finite number, got {x}")
+    return x
+
+
+def finite(x, name):
+    """A finite float."""
+    if isinstance(x, bool) or not isinstance(x, (int, float)):
+        raise TypeError(f"{name} must be a float, got {type(x).__name__}")
+    x = float(x)
+    if x != x or x in (float("inf"), float("-inf")):
+        raise ValueError(f"{name} must be finite, got {x}")
+    return x

@@ -115,5 +115,7 @@ setup(
     ext_modules=[ext],
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     python_requires=">=3.9",
-    install_requires=["torch>=2.5", "numpy"],
+    package_data={"pcgrasp": ["configs/*.yaml"]},
+    install_requires=["torch>=2.5", "numpy", "trimesh", "pyyaml", "tqdm", "tensorboard", "matplotlib"],
+    entry_points={"console_scripts": ["pcgrasp = pcgrasp.cli:main"]},
 )

@@ -107,15 +107,15 @@ def grasp_for_pose(verts, category, rng):
     near = np.abs(local[:, 2]) < 0.5 * reach + 1e-6
     width = np.ptp(local[near, 1]) if near.any() else np.ptp(local[:, 1])
     depth = np.linalg.norm(pos) - np.abs(verts @ d).max()
-    w = np.clip(width / 0.12, 0.05, 1.0)  # 0 (thin) .. 1 (wide)
+    w = np.clip(width / 0.14, 0.05, 1.0)  # 0 (thin) .. 1 (wide)
     rnd = ROUNDNESS[category]
-    base = np.array([0.2, 0.5, 0.4])  # per-finger joint pattern (MCP, PIP, DIP)
-    if rng.random() < 0.5:  # power grasp: all four fingers wrap
-        flex = (1.6 - 1.1 * w) * (1 + 0.25 * rnd)
+    base = np.array([0.35, 0.8, 0.6])  # per-finger joint pattern (MCP, PIP, DIP)
+    if rng.random() < 0.5:  # power grasp: all four fingers wrap, more for thin and round objects
+        flex = (1.5 - 1.2 * w) * (1 + 0.3 * rnd)
         joints = np.concatenate([base * flex * f for f in (1.0, 0.95, 0.9, 0.85)])
-    else:  # precision pinch: thumb + index to the width, ring + little extended
-        flex = (1.2 - 0.9 * w) * (1 + 0.1 * rnd)
-        joints = np.concatenate([base * flex * 1.3, base * flex * 1.2, base * 0.1, base * 0.05])
+    else:  # precision pinch: thumb + index close to the width, ring + little stay extended
+        flex = (1.2 - 1.0 * w) * (1 + 0.1 * rnd)
+        joints = np.concatenate([base * flex * 1.4, base * flex * 1.3, base * 0.05, base * 0.0])
     joints = joints + 0.3 * depth + rng.normal(0, 0.02, size=12)
     pose = np.concatenate([pos, quat_from_matrix(R)])
     return pose.astype(np.float32), joints.astype(np.float32)

@@ -1,0 +1,161 @@
+"""The ``pcgrasp`` command: synthetic data, splits, JEPA pretraining, grasp
+fine-tuning, evaluation, the label-efficiency sweep and the demo.
+
+    pcgrasp demo                                  # the main job (synthetic default)
+    pcgrasp generate --out data/synthetic
+    pcgrasp split --root data/synthetic/grasps --out data/synthetic/splits
+    pcgrasp pretrain --config default [key=value ...]
+    pcgrasp train --config default --init jepa --budget 0.1 --pack A --seed 0 --head wta
+    pcgrasp evaluate --checkpoint runs/train/<run>/model.pt [--split test]
+    pcgrasp sweep --config demo
+
+``--config`` takes a YAML path or the name of a packaged config (default, demo).
+Trailing ``key.sub=value`` arguments override the config. Under torchrun the
+training commands run data-parallel (DDP).
+"""
+import argparse
+import json
+import math
+import os
+import sys
+import time
+
+from .train.config import load_config
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def config_path(name):
+    if os.path.exists(name):
+        return name
+    packaged = os.path.join(HERE, "configs", f"{name}.yaml")
+    if os.path.exists(packaged):
+        return packaged
+    raise SystemExit(f"config {name!r} is neither a file nor a packaged config (default, demo)")
+
+
+def _cfg(a):
+    return load_config(config_path(a.config), a.overrides)
+
+
+def metrics_table(results):
+    keys = ["top_logit_rmse", "best_of_k_rmse", "selection_gap", "coverage@10", "coverage@15", "coverage@20",
+            "diversity"]
+    head = "| run | " + " | ".join(k.replace("_rmse", " RMSE (deg)").replace("selection_gap", "gap (deg)")
+                                   .replace("diversity", "diversity (deg)") for k in keys) + " |"
+    lines = [head, "|---|" + "---:|" * len(keys)]
+    for name, m in results:
+        cells = [f"{math.degrees(m[k]):.2f}" if ("rmse" in k or k in ("selection_gap", "diversity")) else f"{m[k]:.3f}"
+                 for k in keys]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cmd_demo(a):
+    from .train.loops import finetune, pretrain
+
+    cfg = _cfg(a)
+    t0 = time.time()
+    print(f"[demo] synthetic data under {os.path.dirname(cfg['data']['root'])} (generated if missing)")
+    enc = pretrain(cfg, progress=not a.quiet)
+    print(f"[demo] JEPA pretraining done ({time.time() - t0:.0f} s): {enc}")
+    results = []
+    for init in ("jepa", "scratch"):
+        for head in ("wta", "mse"):
+            c = json.loads(json.dumps(cfg))
+            c["train"].update(init=init, head=head)
+            run, m = finetune(c, progress=not a.quiet)
+            results.append((f"{init} + {head}", m))
+            print(f"[demo] {init:>7} + {head}: top-logit RMSE {math.degrees(m['top_logit_rmse']):.2f} deg "
+                  f"({time.time() - t0:.0f} s)")
+    table = metrics_table(results)
+    print("\nTest-split metrics (angles in degrees):\n")
+    print(table)
+    out = os.path.dirname(cfg["train"]["out"].rstrip("/")) or "."
+    with open(os.path.join(out, "demo_metrics.md"), "w") as f:
+        f.write(table + "\n")
+    print(f"\n[demo] total {time.time() - t0:.0f} s; table also in {out}/demo_metrics.md")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="pcgrasp", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    def with_config(p, default):
+        p.add_argument("--config", default=default, help="YAML path or packaged config name")
+        p.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
+        p.add_argument("--quiet", action="store_true", help="no progress bars")
+        p.add_argument("overrides", nargs="*", help="key.sub=value")
+        return p
+
+    g = sub.add_parser("generate", help="write the synthetic grasp dataset")
+    g.add_argument("--out", default="data/synthetic")
+    g.add_argument("--objects-per-category", type=int, default=40)
+    g.add_argument("--scenes-per-object", type=int, default=4)
+    g.add_argument("--grasps-per-scene", type=int, default=24)
+    g.add_argument("--pretrain-per-category", type=int, default=400)
+    g.add_argument("--seed", type=int, default=0)
+    s = sub.add_parser("split", help="object-level stratified split manifests")
+    s.add_argument("--root", default="data/synthetic/grasps")
+    s.add_argument("--out", default="data/synthetic/splits")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--heldout-category", default=None, help="synset id kept out of training")
+    with_config(sub.add_parser("pretrain", help="Point-JEPA pretraining"), "default")
+    t = with_config(sub.add_parser("train", help="grasp fine-tuning"), "default")
+    t.add_argument("--init", choices=["jepa", "scratch"])
+    t.add_argument("--head", choices=["wta", "mse"])
+    t.add_argument("--budget", type=float)
+    t.add_argument("--pack", choices=["A", "B"])
+    t.add_argument("--seed", type=int)
+    e = sub.add_parser("evaluate", help="metrics of a trained checkpoint")
+    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--split", default="test", choices=["train", "val", "test", "heldout"])
+    with_config(sub.add_parser("sweep", help="label-efficiency sweep"), "default")
+    with_config(sub.add_parser("demo", help="the main job on the synthetic default"), "demo")
+    a = ap.parse_args(argv)
+
+    if a.cmd == "generate":
+        from .data import generate_dataset
+
+        print(json.dumps(generate_dataset(os.path.join(a.out, "grasps"), a.objects_per_category, a.scenes_per_object,
+                                          a.grasps_per_scene, os.path.join(a.out, "pretrain"),
+                                          a.pretrain_per_category, a.seed), indent=1))
+    elif a.cmd == "split":
+        from .data import make_splits
+        from .data.grasps import load_recordings
+
+        ids, _, _ = load_recordings(a.root)
+        ms = make_splits(ids, a.out, split_seed=a.seed, heldout_category=a.heldout_category)
+        for (pack, b), m in sorted(ms.items()):
+            print(f"pack {pack} budget {b:>5}: train {len(m['train'])} val {len(m['val'])} test {len(m['test'])}"
+                  f" heldout {len(m['heldout'])}")
+    elif a.cmd == "pretrain":
+        from .train.loops import pretrain
+
+        print(pretrain(_cfg(a), resume=a.resume, progress=not a.quiet))
+    elif a.cmd == "train":
+        from .train.loops import finetune
+
+        cfg = _cfg(a)
+        for k in ("init", "head", "budget", "pack", "seed"):
+            if getattr(a, k) is not None:
+                cfg["train"][k] = getattr(a, k)
+        run, m = finetune(cfg, resume=a.resume, progress=not a.quiet)
+        print(run)
+        print(json.dumps(m, indent=1))
+    elif a.cmd == "evaluate":
+        from .train.loops import evaluate_checkpoint
+
+        print(json.dumps(evaluate_checkpoint(a.checkpoint, a.split), indent=1))
+    elif a.cmd == "sweep":
+        from .train.sweep import run_sweep
+
+        _, table = run_sweep(_cfg(a), progress=not a.quiet)
+        print(table)
+    elif a.cmd == "demo":
+        cmd_demo(a)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

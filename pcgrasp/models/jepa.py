@@ -1,0 +1,109 @@
+"""Point-JEPA: context encoder, EMA target encoder, predictor, block masking."""
+import copy
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .tokenizer import PatchTokenizer
+from .transformer import TransformerEncoder, positional_mlp
+
+
+class PointEncoder(nn.Module):
+    """Tokenizer + positional embedding + transformer. ``forward(points)``
+    encodes every patch; ``encode_tokens`` encodes a subset (the context)."""
+
+    def __init__(self, dim=384, depth=12, heads=6, centers=64, group_size=32, grouping="knn", radius=0.05,
+                 token_width=128):
+        super().__init__()
+        self.dim = dim
+        self.tokenizer = PatchTokenizer(dim, centers, group_size, grouping, radius, sequence=True, width=token_width)
+        self.pos = positional_mlp(dim)
+        self.encoder = TransformerEncoder(dim, depth, heads)
+
+    def encode_tokens(self, tokens, centres):
+        return self.encoder(tokens + self.pos(centres))
+
+    def forward(self, points):
+        centres, tokens = self.tokenizer(points)
+        return centres, self.encode_tokens(tokens, centres)
+
+
+def sample_blocks(G, generator=None, n_targets=4, target_ratio=(0.15, 0.2), context_ratio=(0.40, 0.75)):
+    """Point-JEPA block masking over a sequence of G ordered patches.
+
+    Returns (targets: list of n_targets LongTensors, each a contiguous window
+    of round(r * G) positions with one ratio r per call; context: a LongTensor,
+    one contiguous window of the remaining (non-target) positions, in sequence
+    order, covering a fraction in context_ratio of them; at least one token).
+    """
+    def uniform(lo, hi):
+        return lo + (hi - lo) * float(torch.rand((), generator=generator))
+
+    size = max(1, round(uniform(*target_ratio) * G))
+    targets, covered = [], torch.zeros(G, dtype=torch.bool)
+    for _ in range(n_targets):
+        s = int(torch.randint(0, G - size + 1, (), generator=generator))
+        targets.append(torch.arange(s, s + size))
+        covered[s:s + size] = True
+    remaining = torch.nonzero(~covered).squeeze(1)
+    if len(remaining) == 0:  # targets cover everything: keep the first position as context
+        remaining = torch.arange(1)
+    n = max(1, round(uniform(*context_ratio) * len(remaining)))
+    s = int(torch.randint(0, len(remaining) - n + 1, (), generator=generator))
+    return targets, remaining[s:s + n]
+
+
+def ema_momentum(step, total, start=0.9995, end=0.99999):
+    """tau rising linearly from start to end over training."""
+    return start + (end - start) * min(1.0, step / max(1, total))
+
+
+@torch.no_grad()
+def ema_update(target, online, tau):
+    """target <- tau * target + (1 - tau) * online, parameter by parameter."""
+    for pt, po in zip(target.parameters(), online.parameters()):
+        pt.mul_(tau).add_(po.detach(), alpha=1 - tau)
+
+
+class PointJEPA(nn.Module):
+    def __init__(self, dim=384, depth=12, heads=6, pred_dim=192, pred_depth=6, pred_heads=6, centers=64,
+                 group_size=32, grouping="knn", radius=0.05, n_targets=4, token_width=128):
+        super().__init__()
+        self.context = PointEncoder(dim, depth, heads, centers, group_size, grouping, radius, token_width)
+        self.target = copy.deepcopy(self.context)
+        for p in self.target.parameters():
+            p.requires_grad_(False)
+        self.n_targets = n_targets
+        self.to_pred = nn.Linear(dim, pred_dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, pred_dim))
+        nn.init.trunc_normal_(self.mask_token, std=0.02)
+        self.pred_pos = positional_mlp(pred_dim)
+        self.predictor = TransformerEncoder(pred_dim, pred_depth, pred_heads)
+        self.from_pred = nn.Linear(pred_dim, dim)
+
+    def forward(self, points, generator=None):
+        """Returns the SmoothL1 (beta = 2) JEPA loss for a batch of clouds."""
+        centres, tokens = self.context.tokenizer(points)  # ordered by the sequencer
+        B, G, _ = tokens.shape
+        with torch.no_grad():
+            _, tgt = self.target(points)
+            tgt = F.layer_norm(tgt, tgt.shape[-1:])
+        targets, ctx = sample_blocks(G, generator, self.n_targets)
+        ctx = ctx.to(points.device)
+        z = self.context.encode_tokens(tokens[:, ctx], centres[:, ctx])  # [B, Nc, dim]
+        zc = self.to_pred(z) + self.pred_pos(centres[:, ctx])
+        loss = 0.0
+        for t in targets:
+            t = t.to(points.device)
+            m = self.mask_token.expand(B, len(t), -1) + self.pred_pos(centres[:, t])
+            out = self.predictor(torch.cat([zc, m], 1))[:, -len(t):]
+            loss = loss + F.smooth_l1_loss(self.from_pred(out), tgt[:, t], beta=2.0)
+        return loss / len(targets)
+
+    def update_target(self, tau):
+        ema_update(self.target, self.context, tau)
+
+
+__all__ = ["PointEncoder", "PointJEPA", "sample_blocks", "ema_update", "ema_momentum", "math"]

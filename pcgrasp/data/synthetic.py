@@ -88,25 +88,31 @@ def quat_from_matrix(R):
 ROUNDNESS = {"box": 0.0, "cylinder": 0.6, "sphere": 1.0, "cone": 0.5, "mug": 0.7, "dumbbell": 0.8}
 
 
-def grasp_for_pose(verts, category, rng):
-    """One wrist pose and a (bimodal) 12-D joint vector for a mesh."""
+def sample_pose(verts, rng):
+    """A wrist pose around the object: (pose [7] = position + quaternion, R)
+    with R's columns the hand axes (x: approach, towards the object; y: closing)."""
     d = rng.normal(size=3)
-    d /= np.linalg.norm(d)  # approach: from the wrist towards the centre is -d
+    d /= np.linalg.norm(d)  # the wrist sits along +d; it approaches along -d
     up = np.array([0.0, 0.0, 1.0]) if abs(d[2]) < 0.9 else np.array([1.0, 0.0, 0.0])
     y = np.cross(up, d)
     y /= np.linalg.norm(y)
     roll = rng.uniform(-math.pi, math.pi)
     y = math.cos(roll) * y + math.sin(roll) * np.cross(d, y)
-    x_axis = -d  # hand x axis points at the object
-    z_axis = np.cross(x_axis, y)
-    R = np.stack([x_axis, y, z_axis], 1)
-    local = verts @ R  # object in the hand frame (rows: x along approach)
-    reach = np.abs(local[:, 1:]).max()
+    x_axis = -d
+    R = np.stack([x_axis, y, np.cross(x_axis, y)], 1)
     pos = d * (np.abs(verts @ d).max() + 0.03)  # wrist 3 cm outside the surface
+    return np.concatenate([pos, quat_from_matrix(R)]).astype(np.float32), R
+
+
+def joints_for_pose(verts, category, pose, R, rng):
+    """A 12-D joint vector for the object seen from the hand frame; the grasp
+    mode (power or pinch) is drawn here, so repeated draws are bimodal."""
+    local = verts @ R  # object in the hand frame
+    reach = np.abs(local[:, 1:]).max()
     # extent along the closing axis (y) of the part of the object near the approach line
     near = np.abs(local[:, 2]) < 0.5 * reach + 1e-6
     width = np.ptp(local[near, 1]) if near.any() else np.ptp(local[:, 1])
-    depth = np.linalg.norm(pos) - np.abs(verts @ d).max()
+    depth = np.linalg.norm(pose[:3]) - np.abs(verts @ -R[:, 0]).max()
     w = np.clip(width / 0.14, 0.05, 1.0)  # 0 (thin) .. 1 (wide)
     rnd = ROUNDNESS[category]
     base = np.array([0.35, 0.8, 0.6])  # per-finger joint pattern (MCP, PIP, DIP)
@@ -116,9 +122,13 @@ def grasp_for_pose(verts, category, rng):
     else:  # precision pinch: thumb + index close to the width, ring + little stay extended
         flex = (1.2 - 1.0 * w) * (1 + 0.1 * rnd)
         joints = np.concatenate([base * flex * 1.4, base * flex * 1.3, base * 0.05, base * 0.0])
-    joints = joints + 0.3 * depth + rng.normal(0, 0.02, size=12)
-    pose = np.concatenate([pos, quat_from_matrix(R)])
-    return pose.astype(np.float32), joints.astype(np.float32)
+    return (joints + 0.3 * depth + rng.normal(0, 0.02, size=12)).astype(np.float32)
+
+
+def grasp_for_pose(verts, category, rng):
+    """One wrist pose and a (bimodal) 12-D joint vector for a mesh."""
+    pose, R = sample_pose(verts, rng)
+    return pose, joints_for_pose(verts, category, pose, R, rng)
 
 
 def generate_dataset(root, objects_per_category=8, scenes_per_object=2, grasps_per_scene=16,

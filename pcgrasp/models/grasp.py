@@ -2,6 +2,7 @@
 import torch
 from torch import nn
 
+from ..losses import clamped_alpha, mse_loss, wta_loss
 from .jepa import PointEncoder
 
 
@@ -65,9 +66,17 @@ class GraspModel(nn.Module):
         enc = {id(p) for p in self.encoder.parameters()}
         return [p for p in self.parameters() if id(p) not in enc]
 
-    def forward(self, points, pose):
+    def forward(self, points, pose, joints=None):
+        """(pred [B, K, J], logits [B, K]); with ``joints`` the training loss
+        instead (WTA with the learned, clamped alpha, or MSE), computed inside
+        forward so that DDP sees every parameter it uses."""
         _, tokens = self.encoder(points)
-        return self.head(torch.cat([self.pool(tokens), pose], -1))
+        pred, logits = self.head(torch.cat([self.pool(tokens), pose], -1))
+        if joints is None:
+            return pred, logits
+        if pred.shape[1] == 1:
+            return mse_loss(pred, joints)
+        return wta_loss(pred, logits, joints, clamped_alpha(self.log_alpha))
 
     @torch.no_grad()
     def predict(self, points, pose):

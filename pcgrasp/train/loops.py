@@ -19,7 +19,6 @@ from torch import nn
 
 from ..data import GraspDataset, ShapeNetPointClouds, generate_dataset, load_manifest, make_splits
 from ..data.grasps import load_recordings
-from ..losses import clamped_alpha, mse_loss, wta_loss
 from ..metrics import grasp_joint_metrics
 from ..models import GraspModel, PointEncoder, PointJEPA, ema_momentum
 
@@ -137,7 +136,9 @@ def fit(model, batches_fn, dataset, cfg_stage, run_dir, param_groups, seed, devi
         from tqdm import tqdm
     except ImportError:  # pragma: no cover
         tqdm = None
-    for epoch in range(start_epoch, epochs):
+    # stop_after_epochs: end this process early (a preemption), resume later
+    stop = min(epochs, start_epoch + cfg_stage["stop_after_epochs"]) if cfg_stage.get("stop_after_epochs") else epochs
+    for epoch in range(start_epoch, stop):
         if sampler is not None:
             sampler.set_epoch(epoch)
         model.train()
@@ -216,11 +217,7 @@ def build_grasp_model(cfg, init=None, head=None):
 
 def grasp_loss(net, batch):
     pts, pose, joints = batch
-    pred, logits = net(pts, pose)
-    model = net.module if hasattr(net, "module") else net
-    if pred.shape[1] == 1:
-        return mse_loss(pred, joints)
-    return wta_loss(pred, logits, joints, clamped_alpha(model.log_alpha))
+    return net(pts, pose, joints)
 
 
 @torch.no_grad()

@@ -1,0 +1,147 @@
+"""End-to-end training: loss goes down, resume continues the same run, DDP
+equals a single process, and the CLI (demo, evaluate, sweep) runs at the
+smallest size."""
+import csv
+import os
+import socket
+import subprocess
+import sys
+
+import torch
+
+from pcgrasp.models import GraspModel, PointEncoder
+from pcgrasp.train.config import load_config
+from pcgrasp.train.loops import finetune, fit, grasp_loss
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def tiny_cfg(tmp, **extra):
+    over = [f"data.root={tmp}/grasps", f"data.pretrain_root={tmp}/pretrain", f"data.splits={tmp}/splits",
+            "data.points=256", "data.generate.objects_per_category=4", "data.generate.scenes_per_object=1",
+            "data.generate.grasps_per_scene=12", "data.generate.pretrain_per_category=1",
+            "model.dim=16", "model.depth=1", "model.heads=2", "model.pred_dim=8", "model.pred_depth=1",
+            "model.pred_heads=2", "model.centers=16", "model.group_size=8", "model.token_width=8", "model.hidden=32",
+            f"pretrain.out={tmp}/pre", f"train.pretrained={tmp}/pre/encoder.pt", f"train.out={tmp}/train",
+            "pretrain.epochs=1", "train.epochs=2", "train.batch_size=16", "train.init=scratch",
+            "train.lr_backbone=0.001", "train.lr_head=0.003", "sweep.budgets=[0.25,1.0]", "sweep.seeds=[0,1]",
+            f"sweep.out={tmp}/sweep"]
+    over += [f"{k}={v}" for k, v in extra.items()]
+    return load_config(os.path.join(ROOT, "pcgrasp", "configs", "demo.yaml"), over)
+
+
+def read_log(run_dir):
+    with open(os.path.join(run_dir, "log.csv")) as f:
+        return list(csv.DictReader(f))
+
+
+def test_tiny_training_reduces_the_loss(tmp_path):
+    cfg = tiny_cfg(tmp_path, **{"train.epochs": 8})
+    run, metrics = finetune(cfg, progress=False)
+    log = read_log(run)
+    assert len(log) == 8
+    assert float(log[-1]["loss"]) < 0.7 * float(log[0]["loss"])
+    assert set(metrics) >= {"top_logit_rmse", "best_of_k_rmse", "coverage@15", "diversity"}
+    assert os.path.exists(os.path.join(run, "model.pt")) and os.path.exists(os.path.join(run, "test_metrics.json"))
+    assert os.path.isdir(os.path.join(run, "tb"))  # TensorBoard events
+
+
+def test_resume_continues_the_same_run(tmp_path):
+    straight = tiny_cfg(tmp_path, **{"train.epochs": 3})
+    run_a, _ = finetune(straight, run_dir=str(tmp_path / "a"), progress=False)
+    stopped = tiny_cfg(tmp_path, **{"train.epochs": 3, "train.stop_after_epochs": 1})
+    finetune(stopped, run_dir=str(tmp_path / "b"), progress=False)
+    assert len(read_log(tmp_path / "b")) == 1
+    resumed = tiny_cfg(tmp_path, **{"train.epochs": 3})
+    finetune(resumed, run_dir=str(tmp_path / "b"), resume=True, progress=False)
+    a = torch.load(tmp_path / "a" / "last.pt", weights_only=False)
+    b = torch.load(tmp_path / "b" / "last.pt", weights_only=False)
+    assert a["epoch"] == b["epoch"] == 3 and a["step"] == b["step"]
+    for k in a["model"]:
+        torch.testing.assert_close(a["model"][k], b["model"][k], rtol=0, atol=0, msg=k)
+    assert [r["loss"] for r in read_log(tmp_path / "a")] == [r["loss"] for r in read_log(tmp_path / "b")]
+
+
+# ---------------------------------------------------------------- DDP
+def _ddp_data():
+    g = torch.Generator().manual_seed(5)
+    return torch.utils.data.TensorDataset(torch.rand(32, 128, 3, generator=g), torch.rand(32, 7, generator=g),
+                                          torch.rand(32, 12, generator=g))
+
+
+def _ddp_model():
+    torch.manual_seed(11)
+    return GraspModel(PointEncoder(dim=16, depth=1, heads=2, centers=8, group_size=8, token_width=8), k=3, hidden=16)
+
+
+def _run(out, per_rank_batch):
+    """Gradient of the first batch, then two epochs of fit; saved by rank 0."""
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from pcgrasp.train.loops import world
+
+    rank, ws = world()
+    model, data = _ddp_model(), _ddp_data()
+    net = DDP(model) if ws > 1 else model
+    idx = list(range(rank, ws * per_rank_batch, ws))  # DistributedSampler order (no shuffle)
+    batch = [t[idx] for t in data.tensors]
+    grasp_loss(net, batch).backward()
+    grads = {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+    model.zero_grad()
+    stage = {"epochs": 2, "batch_size": per_rank_batch, "shuffle": False, "clip": 1.0, "warmup_epochs": 1}
+    groups = [{"params": model.backbone_parameters(), "lr": 1e-3}, {"params": model.head_parameters(), "lr": 1e-2}]
+    fit(model, grasp_loss, data, stage, os.path.join(out, f"run{ws}"), groups, 0, torch.device("cpu"), progress=False)
+    if rank == 0:
+        torch.save({"grads": grads, "model": model.state_dict()}, os.path.join(out, f"result{ws}.pt"))
+
+
+def _ddp_worker(rank, out, port):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    _run(out, per_rank_batch=4)
+    torch.distributed.destroy_process_group()
+
+
+def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_ddp_worker, args=(str(tmp_path), port), nprocs=2, join=True)
+    _run(str(tmp_path), per_rank_batch=8)  # one process, the same global batches
+    two, one = torch.load(tmp_path / "result2.pt"), torch.load(tmp_path / "result1.pt")
+    assert two["grads"].keys() == one["grads"].keys()
+    for k in one["grads"]:
+        torch.testing.assert_close(two["grads"][k], one["grads"][k], rtol=1e-5, atol=1e-6, msg=k)
+    for k in one["model"]:
+        torch.testing.assert_close(two["model"][k], one["model"][k], rtol=1e-4, atol=1e-5, msg=k)
+
+
+# ---------------------------------------------------------------- CLI
+def pcgrasp_cli(*args, cwd):
+    r = subprocess.run([sys.executable, "-m", "pcgrasp", *args], cwd=cwd, capture_output=True, text=True, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    return r.stdout
+
+
+def test_cli_demo_evaluate_sweep_smallest_size(tmp_path):
+    cfg = tiny_cfg(tmp_path)
+    over = []
+
+    def flat(d, prefix=""):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                flat(v, f"{prefix}{k}.")
+            else:
+                over.append(f"{prefix}{k}={v}".replace(" ", ""))
+    flat(cfg)
+    out = pcgrasp_cli("demo", "--quiet", *over, cwd=tmp_path)
+    rows = [l for l in out.splitlines() if l.startswith("| jepa") or l.startswith("| scratch")]
+    assert len(rows) == 4, out
+    ckpt = tmp_path / "train" / "jepa_wta_b100_A_s0" / "model.pt"
+    assert "top_logit_rmse" in pcgrasp_cli("evaluate", "--checkpoint", str(ckpt), "--split", "val", cwd=tmp_path)
+    out = pcgrasp_cli("sweep", "--quiet", *over, cwd=tmp_path)
+    assert "Δ jepa vs scratch" in out
+    assert (tmp_path / "sweep" / "rmse_vs_budget.png").exists() and (tmp_path / "sweep" / "table.md").exists()
+    out = pcgrasp_cli("split", "--root", str(tmp_path / "grasps"), "--out", str(tmp_path / "s2"), cwd=tmp_path)
+    assert "pack B budget" in out

@@ -1,5 +1,5 @@
 # The README's commands. Everything installs into ./.venv.
-#   make demo   - the main job on the built-in synthetic default
+#   make demo   - the main job: Point-JEPA pretraining + grasp fine-tuning on the synthetic default
 #   make test   - build (CPU + CUDA when nvcc is found) and run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0,!=2.13.0+cpu
 export MAX_JOBS ?= 2
 
-.PHONY: venv build test demo bench sanitize gpu-check clean
+.PHONY: venv build test demo ops-demo bench sanitize gpu-check clean
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,11 @@ test: build
 	$(PY) -m pytest -q tests
 
 demo: build
-	$(PY) -m pcgrasp.demo
+	$(PY) -m pcgrasp demo
+
+# the PointNet++-style ops walkthrough on synthetic object clouds
+ops-demo: build
+	$(PY) -m pcgrasp.ops_demo
 
 bench: build
 	$(PY) benchmarks/bench_ops.py
@@ -49,4 +53,4 @@ gpu-check:
 	bash tools/gpu-check.sh
 
 clean:
-	rm -rf build *.egg-info pcgrasp/_C*.so pcgrasp/_build_config.py
+	rm -rf build *.egg-info pcgrasp/_C*.so pcgrasp/_build_config.py demo_out

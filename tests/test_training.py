@@ -141,7 +141,7 @@ def test_cli_demo_evaluate_sweep_smallest_size(tmp_path):
     ckpt = tmp_path / "train" / "jepa_wta_b100_A_s0" / "model.pt"
     assert "top_logit_rmse" in pcgrasp_cli("evaluate", "--checkpoint", str(ckpt), "--split", "val", cwd=tmp_path)
     out = pcgrasp_cli("sweep", "--quiet", *over, cwd=tmp_path)
-    assert "Δ jepa vs scratch" in out
+    assert "Δ top-logit, jepa vs scratch" in out
     assert (tmp_path / "sweep" / "rmse_vs_budget.png").exists() and (tmp_path / "sweep" / "table.md").exists()
     out = pcgrasp_cli("split", "--root", str(tmp_path / "grasps"), "--out", str(tmp_path / "s2"), cwd=tmp_path)
     assert "pack B budget" in out

@@ -44,22 +44,26 @@ def _stats(rows, budget, init, key):
 
 
 def sweep_table(rows, budgets, inits):
-    lines = ["| budget | " + " | ".join(f"{i} top-logit RMSE (deg)" for i in inits) + " | Δ jepa vs scratch | "
-             + " | ".join(f"{i} coverage@15" for i in inits) + " |",
-             "|---:|" + "---:|" * (2 * len(inits) + 1)]
+    cols = [(METRIC, "top-logit RMSE (deg)", 2), ("best_of_k_rmse", "best-of-K RMSE (deg)", 2),
+            ("coverage@10", "coverage@10", 3)]
+    head = ["budget"]
+    for key, label, _ in cols:
+        head += [f"{i} {label}" for i in inits]
+        if key == METRIC:
+            head.append("Δ top-logit, jepa vs scratch")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---:|" * len(head)]
     for b in budgets:
-        cells, means = [], {}
-        for i in inits:
-            m, sd = _stats(rows, b, i, METRIC)
-            means[i] = m
-            cells.append(f"{m:.2f} ± {sd:.2f}")
-        delta = (f"{100 * (means['scratch'] - means['jepa']) / means['scratch']:+.1f} %"
-                 if "jepa" in means and "scratch" in means else "—")
-        cov = []
-        for i in inits:
-            m, sd = _stats(rows, b, i, "coverage@15")
-            cov.append(f"{m:.3f} ± {sd:.3f}")
-        lines.append(f"| {b * 100:g} % | " + " | ".join(cells) + f" | {delta} | " + " | ".join(cov) + " |")
+        cells = [f"{b * 100:g} %"]
+        for key, _, digits in cols:
+            means = {}
+            for i in inits:
+                m, sd = _stats(rows, b, i, key)
+                means[i] = m
+                cells.append(f"{m:.{digits}f} ± {sd:.{digits}f}")
+            if key == METRIC:
+                cells.append(f"{100 * (means['scratch'] - means['jepa']) / means['scratch']:+.1f} %"
+                             if "jepa" in means and "scratch" in means else "—")
+        lines.append("| " + " | ".join(cells) + " |")
     lines.append("")
     lines.append("Mean ± SD over seeds of the test-split metrics. Δ > 0: JEPA initialisation has the lower error.")
     return "\n".join(lines) + "\n"

@@ -3,7 +3,7 @@ encoder/decoder pass (FPS -> ball query / kNN grouping -> gather ->
 feature propagation) over a batch of procedural object clouds, each op
 checked against a brute-force PyTorch computation and timed.
 
-    python -m pcgrasp.demo [--batch 32] [--points 4096] [--device cpu|cuda]
+    python -m pcgrasp.ops_demo [--batch 32] [--points 4096] [--device cpu|cuda]
 """
 import argparse
 import time

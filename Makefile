@@ -47,7 +47,7 @@ sanitize: venv
 	cmake --build build/sanitize -j$(MAX_JOBS)
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  PCGRASP_LIBRARY=build/sanitize/libpcgrasp_ops.so $(PY) -m pytest -q tests
+	  PCGRASP_LIBRARY=$(abspath build/sanitize/libpcgrasp_ops.so) $(PY) -m pytest -q tests
 
 gpu-check:
 	bash tools/gpu-check.sh

@@ -4,6 +4,8 @@ import torch
 import os
 
 _LIBRARY = os.environ.get("PCGRASP_LIBRARY")
+if _LIBRARY:  # absolute, so that child processes started elsewhere load the same file
+    _LIBRARY = os.environ["PCGRASP_LIBRARY"] = os.path.abspath(_LIBRARY)
 try:
     if _LIBRARY:
         # e.g. the CMake sanitizer build: registers the same ops

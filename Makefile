@@ -22,9 +22,14 @@ $(VENV)/.deps: requirements-dev.txt
 
 venv: $(VENV)/.deps
 
-# Editable, so tests and scripts run against this checkout.
-build: venv
+# Editable, so tests and scripts run against this checkout. pip builds in a
+# fresh temporary folder each time, so rebuild only when a source changed.
+BUILT := $(VENV)/.built
+$(BUILT): $(VENV)/.deps setup.py $(shell find csrc -type f)
 	$(PY) -m pip install -q --no-build-isolation -e .
+	touch $@
+
+build: $(BUILT)
 	$(PY) -c "import pcgrasp; print('pcgrasp build:', pcgrasp.build_info())"
 
 test: build

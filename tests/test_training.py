@@ -25,7 +25,8 @@ def tiny_cfg(tmp, **extra):
             f"pretrain.out={tmp}/pre", f"train.pretrained={tmp}/pre/encoder.pt", f"train.out={tmp}/train",
             "pretrain.epochs=1", "train.epochs=2", "train.batch_size=16", "train.init=scratch",
             "train.lr_backbone=0.001", "train.lr_head=0.003", "sweep.budgets=[0.25,1.0]", "sweep.seeds=[0,1]",
-            f"sweep.out={tmp}/sweep"]
+            f"sweep.out={tmp}/sweep",
+            "device=cpu"]  # logic tests: the bit-exact resume check needs deterministic CPU kernels
     over += [f"{k}={v}" for k, v in extra.items()]
     return load_config(os.path.join(ROOT, "pcgrasp", "configs", "demo.yaml"), over)
 

@@ -29,6 +29,13 @@ run nvidia-smi
 run "$PY" -c "import torch; print(torch.__version__, torch.version.cuda, torch.cuda.get_device_name())"
 run nvcc --version
 
+# Packages the GPU image lacks (trimesh, for the pipeline tests) travel as wheels
+# in the ignored folder .whl (device tool: carry [".whl"]); see the README.
+if [ -d .whl ] && ls .whl/*.whl >/dev/null 2>&1; then
+  step "installing carried wheels"
+  run "$PY" -m pip install --no-index --no-deps .whl/*.whl
+fi
+
 step "build (TORCH_CUDA_ARCH_LIST=$TORCH_CUDA_ARCH_LIST)"
 if ! run "$PY" -m pip install --no-build-isolation --no-deps -e .; then
   tail -40 "$LOG"; echo "BUILD FAILED"; exit 1

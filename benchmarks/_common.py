@@ -1,5 +1,6 @@
 """Shared pieces of the benchmark scripts: timing, device names, result files."""
 import datetime
+import importlib
 import json
 import os
 import platform
@@ -10,6 +11,14 @@ import time
 import torch
 
 import pcgrasp
+
+
+def optional_import(name):
+    """The module, or None when it (a peer) is not installed or fails to import."""
+    try:
+        return importlib.import_module(name)
+    except Exception:
+        return None
 
 
 def timeit(fn, device, budget_s=20.0, max_reps=7):

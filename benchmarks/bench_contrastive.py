@@ -13,7 +13,6 @@ G-step PyTorch loop. --large adds M=16384 InfoNCE on CPU (minutes, GiBs).
 Results: benchmarks/results/<device>-contrastive.{json,md}.
 """
 import argparse
-import importlib
 import multiprocessing as mp
 import os
 
@@ -22,16 +21,9 @@ import torch
 
 from pcgrasp import ops
 
-from _common import device_name, run_cases, write_results
+from _common import device_name, optional_import as _try, run_cases, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _try(name):
-    try:
-        return importlib.import_module(name)
-    except Exception:
-        return None
 
 
 o3d = _try("open3d")

@@ -11,23 +11,15 @@ and ratios (peer time / pcgrasp time, > 1 means pcgrasp is faster) and writes
 JSON + markdown under benchmarks/results/, named by device.
 """
 import argparse
-import importlib
 import os
 
 import torch
 
 from pcgrasp import ops
 
-from _common import device_name, run_cases, write_results
+from _common import device_name, optional_import as _try, run_cases, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def _try(name):
-    try:
-        return importlib.import_module(name)
-    except Exception:
-        return None
 
 
 torch_cluster = _try("torch_cluster")

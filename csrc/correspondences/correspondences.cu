@@ -172,33 +172,30 @@ at::Tensor radius_pairs_cuda(const at::Tensor& src_in, const at::Tensor& dst_in,
   const double inv = 1.0 / radius;
   SortedDst s = build_sorted(dst, dl, td, inv);
   at::Tensor count = at::empty({B * N}, lopt);
-  at::Tensor seg_j;
+  at::Tensor key;  // sorted source * M + j of every pair
   AT_DISPATCH_FLOATING_TYPES(src.scalar_type(), "radius_pairs_cuda", [&] {
-    const scalar_t r2 = static_cast<scalar_t>(radius * radius);
-    const scalar_t* tsp = ts.defined() ? ts.data_ptr<scalar_t>() : nullptr;
-    pairs_kernel<scalar_t><<<grid_for(B * N, kThreads), kThreads, 0, current_stream()>>>(
-        src.data_ptr<scalar_t>(), tsp, sl.data_ptr<int64_t>(), dl.data_ptr<int64_t>(),
-        s.keys.data_ptr<int64_t>(), s.perm.data_ptr<int64_t>(), s.w.data_ptr<scalar_t>(), B, N, M,
-        inv, r2, max_pairs, count.data_ptr<int64_t>(), nullptr, nullptr, nullptr);
-    C10_CUDA_KERNEL_LAUNCH_CHECK();
+    // pass 1 counts (count != nullptr); pass 2 fills the segments
+    auto pass = [&](int64_t* cnt, const int64_t* off, int64_t* sj, scalar_t* sd) {
+      pairs_kernel<scalar_t><<<grid_for(B * N, kThreads), kThreads, 0, current_stream()>>>(
+          src.data_ptr<scalar_t>(), ts.defined() ? ts.data_ptr<scalar_t>() : nullptr, sl.data_ptr<int64_t>(),
+          dl.data_ptr<int64_t>(), s.keys.data_ptr<int64_t>(), s.perm.data_ptr<int64_t>(),
+          s.w.data_ptr<scalar_t>(), B, N, M, inv, static_cast<scalar_t>(radius * radius), max_pairs, cnt, off,
+          sj, sd);
+      C10_CUDA_KERNEL_LAUNCH_CHECK();
+    };
+    pass(count.data_ptr<int64_t>(), nullptr, nullptr, nullptr);
     const at::Tensor ends = at::cumsum(count, 0);
     const int64_t P = ends[-1].item<int64_t>();
     const at::Tensor off = (ends - count).contiguous();
-    seg_j = at::empty({P}, lopt);
+    at::Tensor seg_j = at::empty({P}, lopt);
     at::Tensor seg_d = max_pairs > 0 ? at::empty({P}, src.options()) : at::Tensor();
-    if (P > 0) {
-      pairs_kernel<scalar_t><<<grid_for(B * N, kThreads), kThreads, 0, current_stream()>>>(
-          src.data_ptr<scalar_t>(), tsp, sl.data_ptr<int64_t>(), dl.data_ptr<int64_t>(),
-          s.keys.data_ptr<int64_t>(), s.perm.data_ptr<int64_t>(), s.w.data_ptr<scalar_t>(), B, N, M,
-          inv, r2, max_pairs, nullptr, off.data_ptr<int64_t>(), seg_j.data_ptr<int64_t>(),
-          seg_d.defined() ? seg_d.data_ptr<scalar_t>() : nullptr);
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
-    }
+    if (P > 0)
+      pass(nullptr, off.data_ptr<int64_t>(), seg_j.data_ptr<int64_t>(),
+           seg_d.defined() ? seg_d.data_ptr<scalar_t>() : nullptr);
     // sort every pair by (source, j): source = b * N + i
     const at::Tensor src_id = at::repeat_interleave(at::arange(B * N, lopt), count, c10::nullopt, P);
-    seg_j = std::get<0>(at::sort(src_id * M + seg_j, /*stable=*/false, 0, false));
+    key = std::get<0>(at::sort(src_id * M + seg_j, /*stable=*/false, 0, false));
   });
-  const at::Tensor key = seg_j;
   const at::Tensor t = at::div(key, M, "floor"), j = key - t * M;
   return at::stack({at::div(t, N, "floor"), at::remainder(t, N), j}, 1);
 }

@@ -103,8 +103,11 @@ void fps_cloud(const T* pts, int64_t n, int64_t D, int64_t m, int64_t start, int
   }
 }
 
-at::Tensor fps_cpu(const at::Tensor& points_in, const at::Tensor& lengths_in,
-                   const at::Tensor& counts_in, const at::Tensor& start_in, int64_t K) {
+}  // namespace
+
+at::Tensor farthest_point_sample_cpu(const at::Tensor& points_in, const at::Tensor& lengths_in,
+                                     const at::Tensor& counts_in, const at::Tensor& start_in,
+                                     int64_t K) {
   check_cloud(points_in, "points");
   const int64_t B = points_in.size(0), N = points_in.size(1), D = points_in.size(2);
   check_lengths(lengths_in, B, "lengths");
@@ -144,14 +147,6 @@ at::Tensor fps_cpu(const at::Tensor& points_in, const at::Tensor& lengths_in,
     }
   });
   return idx;
-}
-
-}  // namespace
-
-at::Tensor farthest_point_sample_cpu(const at::Tensor& points, const at::Tensor& lengths,
-                                     const at::Tensor& counts, const at::Tensor& start,
-                                     int64_t K) {
-  return fps_cpu(points, lengths, counts, start, K);
 }
 
 TORCH_LIBRARY_IMPL(pcgrasp, CPU, m) {

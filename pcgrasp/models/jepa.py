@@ -1,6 +1,5 @@
 """Point-JEPA: context encoder, EMA target encoder, predictor, block masking."""
 import copy
-import math
 
 import torch
 from torch import nn
@@ -106,4 +105,4 @@ class PointJEPA(nn.Module):
         ema_update(self.target, self.context, tau)
 
 
-__all__ = ["PointEncoder", "PointJEPA", "sample_blocks", "ema_update", "ema_momentum", "math"]
+__all__ = ["PointEncoder", "PointJEPA", "sample_blocks", "ema_update", "ema_momentum"]

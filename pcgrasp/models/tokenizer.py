@@ -37,8 +37,8 @@ class PatchTokenizer(nn.Module):
             if self.grouping == "knn":
                 _, nbr = ops.knn(centres, points, self.group_size)
             else:
+                # a centre is a cloud point, so its ball is never empty: pad="first" fills every slot
                 nbr, _, _ = ops.ball_query(centres, points, self.radius, self.group_size, order="first", pad="first")
-                nbr = torch.where(nbr < 0, torch.zeros_like(nbr), nbr)  # empty balls (never: the centre is a point)
         rel = ops.gather_points(points, nbr) - centres.unsqueeze(2)  # [B, G, k, 3]
         return centres, rel
 

@@ -1,5 +1,4 @@
 """A plain pre-norm ViT encoder."""
-import torch
 from torch import nn
 
 
@@ -32,4 +31,4 @@ def positional_mlp(dim):
     return nn.Sequential(nn.Linear(3, 128), nn.GELU(), nn.Linear(128, dim))
 
 
-__all__ = ["Block", "TransformerEncoder", "positional_mlp", "torch"]
+__all__ = ["Block", "TransformerEncoder", "positional_mlp"]

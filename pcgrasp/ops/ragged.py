@@ -41,9 +41,9 @@ def masked_to_padded(x, mask, return_index=False):
     key = torch.where(mask, torch.arange(N, device=x.device), N + torch.arange(N, device=x.device))
     src = key.argsort(dim=1)[:, :L]
     slot = torch.arange(L, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
-    padded = torch.gather(x, 1, src.view(B, L, *([1] * (x.dim() - 2))).expand(B, L, *x.shape[2:]))
-    padded = padded * slot.view(B, L, *([1] * (x.dim() - 2))).to(padded.dtype) if padded.is_floating_point() \
-        else torch.where(slot.view(B, L, *([1] * (x.dim() - 2))), padded, torch.zeros_like(padded))
+    trailing = [1] * (x.dim() - 2)
+    padded = torch.gather(x, 1, src.view(B, L, *trailing).expand(B, L, *x.shape[2:]))
+    padded = torch.where(slot.view(B, L, *trailing), padded, torch.zeros_like(padded))
     if return_index:
         return padded, lengths, torch.where(slot, src, torch.full_like(src, -1))
     return padded, lengths

@@ -1,5 +1,5 @@
-"""The ``pcgrasp`` command: synthetic data, splits, JEPA pretraining, grasp
-fine-tuning, evaluation, the label-efficiency sweep and the demo.
+"""Point-JEPA grasp-joint commands: synthetic data, splits, JEPA pretraining,
+grasp fine-tuning, evaluation, the label-efficiency sweep and the demo.
 
     pcgrasp demo                                  # the main job (synthetic default)
     pcgrasp generate --out data/synthetic
@@ -13,29 +13,12 @@ fine-tuning, evaluation, the label-efficiency sweep and the demo.
 Trailing ``key.sub=value`` arguments override the config. Under torchrun the
 training commands run data-parallel (DDP).
 """
-import argparse
 import json
 import math
 import os
-import sys
 import time
 
-from .train.config import load_config
-
-HERE = os.path.dirname(os.path.abspath(__file__))
-
-
-def config_path(name):
-    if os.path.exists(name):
-        return name
-    packaged = os.path.join(HERE, "configs", f"{name}.yaml")
-    if os.path.exists(packaged):
-        return packaged
-    raise SystemExit(f"config {name!r} is neither a file nor a packaged config (default, demo)")
-
-
-def _cfg(a):
-    return load_config(config_path(a.config), a.overrides)
+from .common import load_cfg as _cfg, with_config
 
 
 def metrics_table(results):
@@ -52,7 +35,7 @@ def metrics_table(results):
 
 
 def cmd_demo(a):
-    from .train.loops import finetune, pretrain
+    from ..train.loops import finetune, pretrain
 
     cfg = _cfg(a)
     t0 = time.time()
@@ -77,17 +60,11 @@ def cmd_demo(a):
     print(f"\n[demo] total {time.time() - t0:.0f} s; table also in {out}/demo_metrics.md")
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="pcgrasp", description=__doc__.split("\n\n")[0])
-    sub = ap.add_subparsers(dest="cmd", required=True)
+COMMANDS = ("generate", "split", "pretrain", "train", "evaluate", "sweep", "demo")
 
-    def with_config(p, default):
-        p.add_argument("--config", default=default, help="YAML path or packaged config name")
-        p.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
-        p.add_argument("--quiet", action="store_true", help="no progress bars")
-        p.add_argument("overrides", nargs="*", help="key.sub=value")
-        return p
 
+def register(sub):
+    """Adds this pipeline's subcommands to the ``pcgrasp`` parser."""
     g = sub.add_parser("generate", help="write the synthetic grasp dataset")
     g.add_argument("--out", default="data/synthetic")
     g.add_argument("--objects-per-category", type=int, default=40)
@@ -112,17 +89,20 @@ def main(argv=None):
     e.add_argument("--split", default="test", choices=["train", "val", "test", "heldout"])
     with_config(sub.add_parser("sweep", help="label-efficiency sweep"), "default")
     with_config(sub.add_parser("demo", help="the main job on the synthetic default"), "demo")
-    a = ap.parse_args(argv)
+    for name in COMMANDS:
+        sub.choices[name].set_defaults(func=run)
 
+
+def run(a):
     if a.cmd == "generate":
-        from .data import generate_dataset
+        from ..data import generate_dataset
 
         print(json.dumps(generate_dataset(os.path.join(a.out, "grasps"), a.objects_per_category, a.scenes_per_object,
                                           a.grasps_per_scene, os.path.join(a.out, "pretrain"),
                                           a.pretrain_per_category, a.seed), indent=1))
     elif a.cmd == "split":
-        from .data import make_splits
-        from .data.grasps import load_recordings
+        from ..data import make_splits
+        from ..data.grasps import load_recordings
 
         ids, _, _ = load_recordings(a.root)
         ms = make_splits(ids, a.out, split_seed=a.seed, heldout_category=a.heldout_category)
@@ -130,32 +110,28 @@ def main(argv=None):
             print(f"pack {pack} budget {b:>5}: train {len(m['train'])} val {len(m['val'])} test {len(m['test'])}"
                   f" heldout {len(m['heldout'])}")
     elif a.cmd == "pretrain":
-        from .train.loops import pretrain
+        from ..train.loops import pretrain
 
         print(pretrain(_cfg(a), resume=a.resume, progress=not a.quiet))
     elif a.cmd == "train":
-        from .train.loops import finetune
+        from ..train.loops import finetune
 
         cfg = _cfg(a)
         for k in ("init", "head", "budget", "pack", "seed"):
             if getattr(a, k) is not None:
                 cfg["train"][k] = getattr(a, k)
-        run, m = finetune(cfg, resume=a.resume, progress=not a.quiet)
-        print(run)
+        run_dir, m = finetune(cfg, resume=a.resume, progress=not a.quiet)
+        print(run_dir)
         print(json.dumps(m, indent=1))
     elif a.cmd == "evaluate":
-        from .train.loops import evaluate_checkpoint
+        from ..train.loops import evaluate_checkpoint
 
         print(json.dumps(evaluate_checkpoint(a.checkpoint, a.split), indent=1))
     elif a.cmd == "sweep":
-        from .train.sweep import run_sweep
+        from ..train.sweep import run_sweep
 
         _, table = run_sweep(_cfg(a), progress=not a.quiet)
         print(table)
     elif a.cmd == "demo":
         cmd_demo(a)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,0 +1,29 @@
+"""The ``pcgrasp`` command. One module per pipeline registers its subcommands
+(``register(sub)``, each parser's ``func`` runs it):
+
+- ``jepa``: the Point-JEPA grasp-joint pipeline (generate, split, pretrain,
+  train, evaluate, sweep, demo)
+
+``--config`` takes a YAML path or the name of a packaged config. Trailing
+``key.sub=value`` arguments override the config. Under torchrun the training
+commands run data-parallel (DDP).
+"""
+import argparse
+import sys
+
+from . import jepa
+
+PIPELINES = (jepa,)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="pcgrasp", description="pcgrasp: point-cloud grasp learning")
+    sub = ap.add_subparsers(dest="cmd", required=True)
+    for module in PIPELINES:
+        module.register(sub)
+    a = ap.parse_args(argv)
+    return a.func(a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""What every pipeline's commands share: packaged configs and the options of
+config-driven commands."""
+import os
+
+from ..train.config import load_config
+
+CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+
+
+def config_path(name):
+    """A YAML path, or the name of a config packaged in pcgrasp/configs."""
+    if os.path.exists(name):
+        return name
+    packaged = os.path.join(CONFIGS, f"{name}.yaml")
+    if os.path.exists(packaged):
+        return packaged
+    names = sorted(f[:-5] for f in os.listdir(CONFIGS) if f.endswith(".yaml"))
+    raise SystemExit(f"config {name!r} is neither a file nor a packaged config ({', '.join(names)})")
+
+
+def load_cfg(a):
+    """The command's config with its trailing key=value overrides applied."""
+    return load_config(config_path(a.config), a.overrides)
+
+
+def with_config(p, default):
+    """Adds the options every config-driven command shares."""
+    p.add_argument("--config", default=default, help="YAML path or packaged config name")
+    p.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("overrides", nargs="*", help="key.sub=value")
+    return p

@@ -117,6 +117,56 @@ def test_info_nce_large_m_runs_without_m_squared_memory():
         torch.testing.assert_close(loss, torch.cat(rows).mean(), rtol=1e-4, atol=1e-4)
 
 
+def test_info_nce_masked_float32_backward_is_finite_reproduction():
+    # The reported case: padding masks in float32. A dropped logit can exceed its
+    # row's log-sum-exp by more than exp's range; exponentiating it before masking
+    # gave inf * 0 = NaN in thousands of gradient entries.
+    g = torch.Generator().manual_seed(11)
+    a = torch.randn(2, 3000, 64, generator=g, requires_grad=True)
+    b = torch.randn(2, 3000, 64, generator=g, requires_grad=True)
+    xyz = torch.rand(2, 3000, 3, generator=g)
+    valid = torch.rand(2, 3000, generator=g) > 0.1
+    loss = ops.point_info_nce(a, b, xyz, 0.07, 0.05, valid)
+    loss.backward()
+    assert torch.isfinite(loss)
+    assert torch.isfinite(a.grad).all() and torch.isfinite(b.grad).all()
+    a64, b64 = a.detach().double().requires_grad_(), b.detach().double().requires_grad_()
+    want = ops.point_info_nce(a64, b64, xyz.double(), 0.07, 0.05, valid)
+    want.backward()
+    torch.testing.assert_close(loss.double(), want, rtol=1e-4, atol=0)
+    for got, w in ((a.grad, a64.grad), (b.grad, b64.grad)):
+        torch.testing.assert_close(got.double(), w, rtol=1e-4, atol=1e-4 * float(w.abs().max()))
+
+
+@pytest.mark.parametrize("tau", [0.07, 0.01])
+@pytest.mark.parametrize("gamma", [None, 0.3])
+@pytest.mark.parametrize("impl", ["tiled", "naive"])
+def test_info_nce_float32_masked_matches_float64(rng, tau, gamma, impl):
+    # unnormalised features: logits of several thousand at tau = 0.01
+    B, M, C = 2, 300, 32
+    g = torch.Generator().manual_seed(12)
+    a = torch.randn(B, M, C, generator=g) * 3
+    b = torch.randn(B, M, C, generator=g) * 3
+    b[:, : M // 2] = a[:, : M // 2] + 0.1 * b[:, : M // 2]  # some easy positives too
+    xyz = cloud(rng, B, M, 3, torch.float32)
+    valid = torch.as_tensor(rng.random((B, M)) > 0.3)
+    valid[1, :] = False  # a fully padded cloud
+    fn = ops.point_info_nce if impl == "tiled" else naive_info_nce
+    out = {}
+    for dt in (torch.float32, torch.float64):
+        x, y = a.to(dt).clone().requires_grad_(), b.to(dt).clone().requires_grad_()
+        loss = fn(x, y, xyz.to(dt), tau=tau, gamma=gamma, valid=valid)
+        loss.backward()
+        out[dt] = (loss, x.grad, y.grad)
+    l32, ga32, gb32 = out[torch.float32]
+    assert torch.isfinite(l32) and torch.isfinite(ga32).all() and torch.isfinite(gb32).all()
+    l64, ga64, gb64 = out[torch.float64]
+    torch.testing.assert_close(l32.double(), l64, rtol=1e-4, atol=0)
+    for got, w in ((ga32, ga64), (gb32, gb64)):
+        torch.testing.assert_close(got.double(), w, rtol=1e-4, atol=1e-4 * float(w.abs().max()))
+        assert not got[1].any()  # padded rows and columns get no gradient
+
+
 def test_info_nce_opcheck(rng):
     g = torch.Generator().manual_seed(7)
     a = torch.randn(2, 12, 4, generator=g, requires_grad=True)

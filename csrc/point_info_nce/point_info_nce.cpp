@@ -124,9 +124,12 @@ std::tuple<at::Tensor, at::Tensor> point_info_nce_backward_tiled(
       for (int64_t c0 = 0; c0 < in.M; c0 += kTile) {
         const int64_t c1 = std::min(in.M, c0 + kTile);
         const at::Tensor Bc = Bm.slice(0, c0, c1);
-        const at::Tensor S = at::matmul(Ar, Bc.t()).div_(in.tau);
-        // dL/ds_ik = g_i (p_ik - delta_ik), p = softmax over the kept entries
-        at::Tensor Pm = at::exp(S - lr) * tile_mask(in, b, r0, r1, c0, c1);
+        at::Tensor S = at::matmul(Ar, Bc.t()).div_(in.tau);
+        // dL/ds_ik = g_i (p_ik - delta_ik), p = softmax over the kept entries.
+        // Mask before exponentiating: a dropped logit can exceed the row's
+        // log-sum-exp by more than exp's range, and inf * 0 would be NaN.
+        S.masked_fill_(tile_mask(in, b, r0, r1, c0, c1).logical_not(), -std::numeric_limits<double>::infinity());
+        at::Tensor Pm = at::exp(S - lr);
         if (r0 < c1 && c0 < r1) Pm.diagonal(r0 - c0).sub_(1);  // entries (i, i) of this tile
         Pm.mul_(gr).div_(in.tau);
         gA.slice(0, r0, r1).add_(at::matmul(Pm, Bc));

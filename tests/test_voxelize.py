@@ -78,3 +78,47 @@ def test_voxelize_cuda_matches_cpu(rng):
     g = ops.voxelize(pts.cuda(), 0.005, lens.cuda())
     for x, y in zip(c, g):
         assert torch.equal(x, y.cpu())
+
+
+def boundary_points(rng, s, n=4000):
+    """float32 points where p * (1 / s) and p / s floor to different voxels (the
+    reciprocal shortcut a CUDA tensor / host scalar takes), plus near-boundary
+    points around them: the contract is the true quotient, floor(p / s)."""
+    s32 = np.float32(s)
+    k = rng.integers(-4000, 4000, size=20 * n).astype(np.float32)
+    cand = (k * s32 + rng.integers(-3, 4, size=k.shape).astype(np.float32) * np.spacing(k * s32)).astype(np.float32)
+    differ = np.floor(cand / s32) != np.floor(cand * (np.float32(1) / s32))
+    picked = np.concatenate([cand[differ], cand[~differ]])[: 3 * n]
+    assert differ.sum() > 10  # the test needs real boundary cases
+    return torch.as_tensor(rng.permutation(picked)[: 3 * (len(picked) // 3)].reshape(1, -1, 3))
+
+
+@pytest.mark.parametrize("s", [0.005, 0.01, 0.03])
+def test_voxelize_is_the_true_quotient_at_voxel_boundaries(rng, s):
+    pts = boundary_points(rng, s)
+    coords, inverse, _ = ops.voxelize(pts, s)
+    want = np.floor(pts[0].numpy() / np.float32(s)).astype(np.int64)
+    np.testing.assert_array_equal(coords[inverse, 1:].long().numpy(), want)
+
+
+@requires_cuda
+@pytest.mark.parametrize("s", [0.005, 0.01, 0.03])
+def test_voxelize_cuda_is_the_true_quotient(rng, s):
+    pts = boundary_points(rng, s)
+    want = np.floor(pts[0].numpy() / np.float32(s)).astype(np.int64)
+    coords, inverse, _ = ops.voxelize(pts.cuda(), s)
+    np.testing.assert_array_equal(coords[inverse, 1:].long().cpu().numpy(), want)
+    for x, y in zip(ops.voxelize(pts, s), (coords, inverse, _)):
+        assert torch.equal(x, y.cpu())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_voxelize_int32_range_is_exact(dtype):
+    # quotients in [-2^31, 2^31 - 1] are kept; one step outside raises, never wraps
+    lo, hi = -(2.0 ** 31), 2.0 ** 31 - (1 if dtype == torch.float64 else 128)
+    ok = torch.tensor([[[lo, 0.0, 0.0], [hi, 1.0, -1.0]]], dtype=dtype)
+    coords, _, _ = ops.voxelize(ok, 1.0)
+    assert coords[:, 1].tolist() == [int(lo), int(hi)]
+    for bad in (2.0 ** 31, -(2.0 ** 31) - (1 if dtype == torch.float64 else 256)):
+        with pytest.raises(ValueError, match="overflow"):
+            ops.voxelize(torch.tensor([[[0.0, bad, 0.0]]], dtype=dtype), 1.0)

@@ -25,13 +25,19 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> voxelize_sorted(const at::Tensor&
   at::Tensor inverse = at::full({B * N}, -1, lopt);
   if (flat.numel() == 0)
     return {at::empty({0, 4}, points.options().dtype(at::kInt)), inverse, at::empty({0}, lopt)};
-  const at::Tensor c = at::floor(points.reshape({-1, 3}).index_select(0, flat) / voxel_size);
+  // The true quotient on every device: a CUDA tensor divided by a host scalar
+  // is computed as p * (1 / size), which can move a point next to a voxel
+  // boundary into its neighbour; a device tensor divisor is a real division.
+  const at::Tensor size = at::full({1}, voxel_size, points.options());
+  const at::Tensor c = at::floor(points.reshape({-1, 3}).index_select(0, flat) / size);
   const at::Tensor lo = std::get<0>(c.min(0)), hi = std::get<0>(c.max(0));
-  const double lim = double(std::numeric_limits<int32_t>::max());
   const at::Tensor both = at::cat({lo, hi}).to(at::kDouble).cpu();
   const double* lh = both.data_ptr<double>();
   for (int d = 0; d < 6; ++d)
-    TORCH_CHECK(std::abs(lh[d]) < lim, "voxel coordinates overflow int32: points / voxel_size is too large");
+    TORCH_CHECK_VALUE(lh[d] >= double(std::numeric_limits<int32_t>::min()) &&
+                          lh[d] <= double(std::numeric_limits<int32_t>::max()),
+                      "voxel coordinates overflow int32: floor(points / voxel_size) = ", lh[d],
+                      " is outside [-2^31, 2^31 - 1]; use a larger voxel_size or recentre the points");
   const at::Tensor ci = c.to(at::kLong), lo_i = lo.to(at::kLong);
   const at::Tensor bidx = at::div(flat, N, "floor");
   // mixed-radix key (batch, x, y, z): monotone in lexicographic order

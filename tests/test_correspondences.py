@@ -157,3 +157,20 @@ def test_correspondences_and_pairs_cuda_match_cpu(rng, cap):
     pc = ops.radius_pairs(src, dst, 0.01, sl, dl, ts, td, max_pairs=cap)
     pg = ops.radius_pairs(src.cuda(), dst.cuda(), 0.01, sl.cuda(), dl.cuda(), ts.cuda(), td.cuda(), max_pairs=cap)
     assert torch.equal(pc, pg.cpu())
+
+
+@requires_cuda
+def test_correspondences_cuda_at_the_largest_clamped_cell(rng):
+    # far beyond 2^20 cells on every axis, so every point clamps to the largest
+    # cell, whose packed key is INT64_MAX: its key range must not overflow
+    B, N, r = 2, 200, 0.01
+    base = torch.full((B, 1, 3), 2.0e4, dtype=torch.float64)
+    src = base + 0.02 * torch.as_tensor(rng.random((B, N, 3)))
+    dst = src + 0.004 * torch.as_tensor(rng.standard_normal((B, N, 3)))
+    sl, dl = torch.tensor([N, 150]), torch.tensor([N, N])
+    wi, wd = corr_oracle(src.numpy(), dst.numpy(), r, sl.numpy(), dl.numpy(), None, None)
+    gi, gd = ops.correspondences(src.cuda(), dst.cuda(), r, sl.cuda(), dl.cuda())
+    assert (wi >= 0).sum() > 50
+    np.testing.assert_array_equal(gi.cpu().numpy(), wi)
+    pairs = ops.radius_pairs(src.cuda(), dst.cuda(), r, sl.cuda(), dl.cuda()).cpu().numpy()
+    np.testing.assert_array_equal(pairs, pairs_oracle(src.numpy(), dst.numpy(), r, sl.numpy(), dl.numpy(), None, None))

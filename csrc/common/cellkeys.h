@@ -60,6 +60,17 @@ PCG_HD void apply_rigid(const T* T4, const T* p, T* w) {
   }
 }
 
+// First position in keys[0, n) whose key is > k (no k + 1: the largest
+// clamped cell packs to INT64_MAX).
+PCG_HD int64_t upper_bound_key(const int64_t* keys, int64_t n, int64_t k) {
+  int64_t lo = 0, hi = n;
+  while (lo < hi) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    if (keys[mid] <= k) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
 // Calls f(pos) for every sorted position whose cell is within one cell of the
 // query's cell: 9 column ranges of 3 cells each.
 template <typename F>
@@ -74,7 +85,7 @@ PCG_HD void for_each_neighbor_cell(const int64_t* keys, int64_t n, int64_t cx, i
       const int64_t y = cy + dy;
       if (y < -kCellHalf || y > kCellHalf - 1) continue;
       const int64_t s = lower_bound_key(keys, n, pack_cell(x, y, z0));
-      const int64_t e = lower_bound_key(keys, n, pack_cell(x, y, z1) + 1);
+      const int64_t e = upper_bound_key(keys, n, pack_cell(x, y, z1));
       for (int64_t pos = s; pos < e; ++pos) f(pos);
     }
   }

@@ -20,10 +20,10 @@ template <typename T, int KMAX, bool NEAREST>
 __global__ void __launch_bounds__(kNbrThreads)
     ball_kernel(const T* __restrict__ Q, const T* __restrict__ P, const int64_t* __restrict__ qlen,
                 const int64_t* __restrict__ len, int64_t M, int64_t N, int64_t D, int64_t k, T r2,
-                int64_t* __restrict__ oi, T* __restrict__ od, int64_t* __restrict__ oc) {
+                int64_t* __restrict__ oi, T* __restrict__ od, int64_t* __restrict__ oc, int64_t b0) {
   extern __shared__ __align__(16) unsigned char smem[];  // holds float or double tiles
   T* tile = reinterpret_cast<T*>(smem);
-  const int64_t b = blockIdx.y;
+  const int64_t b = b0 + blockIdx.y;
   const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t n = clamp_len(len[b], N);
   const bool active = m < clamp_len(qlen[b], M) && r2 > T(0);
@@ -86,17 +86,17 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> ball_query_cuda(
   at::Tensor dist = at::full({B, M, k}, std::numeric_limits<double>::infinity(), query.options());
   at::Tensor count = at::zeros({B, M}, query.options().dtype(at::kLong));
   if (B > 0 && M > 0 && k > 0 && N > 0) {
-    TORCH_CHECK(B <= 65535, "ball_query on CUDA supports at most 65535 clouds per batch, got ", B);
-    const dim3 grid(static_cast<unsigned int>(ceil_div(M, kNbrThreads)), static_cast<unsigned int>(B));
     AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "ball_query_cuda", [&] {
       const size_t shmem = sizeof(scalar_t) * kNbrTile * D;
       const scalar_t r2 = static_cast<scalar_t>(radius * radius);
       auto args = [&](auto kernel) {
-        kernel<<<grid, kNbrThreads, shmem, current_stream()>>>(
-            query.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(), ql.data_ptr<int64_t>(),
-            l.data_ptr<int64_t>(), M, N, D, k, r2, idx.data_ptr<int64_t>(),
-            dist.data_ptr<scalar_t>(), count.data_ptr<int64_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        for_each_cloud_chunk(B, M, [&](dim3 grid, int64_t b0) {
+          kernel<<<grid, kNbrThreads, shmem, current_stream()>>>(
+              query.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(), ql.data_ptr<int64_t>(),
+              l.data_ptr<int64_t>(), M, N, D, k, r2, idx.data_ptr<int64_t>(),
+              dist.data_ptr<scalar_t>(), count.data_ptr<int64_t>(), b0);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        });
       };
       if (nearest) {
         PCG_DISPATCH_KMAX(k, [&] { args(ball_kernel<scalar_t, KMAX, true>); });

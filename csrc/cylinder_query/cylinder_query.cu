@@ -16,10 +16,10 @@ __global__ void __launch_bounds__(kNbrThreads)
     cylinder_kernel(const T* __restrict__ Q, const T* __restrict__ R, const T* __restrict__ P,
                     const int64_t* __restrict__ qlen, const int64_t* __restrict__ len, int64_t M,
                     int64_t N, int64_t k, T r2, T lo, T hi, int64_t* __restrict__ oi,
-                    T* __restrict__ scratch, int64_t* __restrict__ oc) {
+                    T* __restrict__ scratch, int64_t* __restrict__ oc, int64_t b0) {
   extern __shared__ __align__(16) unsigned char smem[];
   T* tile = reinterpret_cast<T*>(smem);
-  const int64_t b = blockIdx.y;
+  const int64_t b = b0 + blockIdx.y;
   const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t n = clamp_len(len[b], N);
   const bool active = m < clamp_len(qlen[b], M);
@@ -80,18 +80,18 @@ std::tuple<at::Tensor, at::Tensor> cylinder_query_cuda(
   at::Tensor idx = at::full({B, M, k}, -1, query.options().dtype(at::kLong));
   at::Tensor count = at::zeros({B, M}, query.options().dtype(at::kLong));
   if (B * M == 0 || k == 0 || N == 0) return {idx, count};
-  TORCH_CHECK(B <= 65535, "cylinder_query on CUDA supports at most 65535 clouds per batch, got ", B);
-  const dim3 grid(static_cast<unsigned int>(ceil_div(M, kNbrThreads)), static_cast<unsigned int>(B));
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "cylinder_query_cuda", [&] {
     const size_t shmem = sizeof(scalar_t) * kNbrTile * 3;
     at::Tensor scratch = (nearest && k > 64) ? at::empty({B, M, k}, query.options()) : at::Tensor();
     auto launch = [&](auto kernel) {
-      kernel<<<grid, kNbrThreads, shmem, current_stream()>>>(
-          query.data_ptr<scalar_t>(), rotation.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(),
-          ql.data_ptr<int64_t>(), l.data_ptr<int64_t>(), M, N, k, static_cast<scalar_t>(radius * radius),
-          static_cast<scalar_t>(hmin), static_cast<scalar_t>(hmax), idx.data_ptr<int64_t>(),
-          scratch.defined() ? scratch.data_ptr<scalar_t>() : nullptr, count.data_ptr<int64_t>());
-      C10_CUDA_KERNEL_LAUNCH_CHECK();
+      for_each_cloud_chunk(B, M, [&](dim3 grid, int64_t b0) {
+        kernel<<<grid, kNbrThreads, shmem, current_stream()>>>(
+            query.data_ptr<scalar_t>(), rotation.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(),
+            ql.data_ptr<int64_t>(), l.data_ptr<int64_t>(), M, N, k, static_cast<scalar_t>(radius * radius),
+            static_cast<scalar_t>(hmin), static_cast<scalar_t>(hmax), idx.data_ptr<int64_t>(),
+            scratch.defined() ? scratch.data_ptr<scalar_t>() : nullptr, count.data_ptr<int64_t>(), b0);
+        C10_CUDA_KERNEL_LAUNCH_CHECK();
+      });
     };
     if (nearest) {
       PCG_DISPATCH_KMAX(k, [&] { launch(cylinder_kernel<scalar_t, KMAX, true>); });

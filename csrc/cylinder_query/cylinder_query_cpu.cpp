@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -12,6 +13,24 @@
 #include "common/grid.h"
 
 namespace pcgrasp {
+namespace {
+
+// Frobenius norm of the inverse of a row-major 3x3 matrix (+inf when singular).
+template <typename T>
+double inverse_frobenius(const T* R) {
+  double m[9];
+  for (int i = 0; i < 9; ++i) m[i] = double(R[i]);
+  const double c00 = m[4] * m[8] - m[5] * m[7], c01 = m[5] * m[6] - m[3] * m[8], c02 = m[3] * m[7] - m[4] * m[6];
+  const double c10 = m[2] * m[7] - m[1] * m[8], c11 = m[0] * m[8] - m[2] * m[6], c12 = m[1] * m[6] - m[0] * m[7];
+  const double c20 = m[1] * m[5] - m[2] * m[4], c21 = m[2] * m[3] - m[0] * m[5], c22 = m[0] * m[4] - m[1] * m[3];
+  const double det = m[0] * c00 + m[1] * c01 + m[2] * c02;
+  const double adj2 = c00 * c00 + c01 * c01 + c02 * c02 + c10 * c10 + c11 * c11 + c12 * c12 + c20 * c20 +
+                      c21 * c21 + c22 * c22;
+  if (!(std::abs(det) > 0)) return std::numeric_limits<double>::infinity();
+  return std::sqrt(adj2) / std::abs(det);
+}
+
+}  // namespace
 
 void cylinder_query_check_args(const at::Tensor& query, const at::Tensor& rotation,
                                const at::Tensor& points, const at::Tensor& query_lengths,
@@ -46,7 +65,7 @@ std::tuple<at::Tensor, at::Tensor> cylinder_query_cpu(
   at::Tensor idx = at::full({B, M, k}, -1, query.options().dtype(at::kLong));
   at::Tensor count = at::zeros({B, M}, query.options().dtype(at::kLong));
   if (B * M == 0 || k == 0) return {idx, count};
-  // every inside point lies within this distance of the centre
+  // every inside point has |q| <= reach, q = R^T (p - c)
   const double reach = std::sqrt(radius * radius + std::max(hmin * hmin, hmax * hmax));
   AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "cylinder_query_cpu", [&] {
     using T = scalar_t;
@@ -71,10 +90,18 @@ std::tuple<at::Tensor, at::Tensor> cylinder_query_cpu(
         const T* c = Q + t * 3;
         const double cd[3] = {double(c[0]), double(c[1]), double(c[2])};
         hits.clear();
-        g.for_each_in_box(cd, reach, [&](int64_t j) {
+        auto test = [&](int64_t j) {
           const T rad = cylinder_radial(&g.xyz[j * 3], c, R + t * 9, r2, lo, hi);
           if (rad >= T(0)) hits.emplace_back(rad, g.order[j]);
-        });
+        };
+        // |p - c| <= |R^-T|_2 |q| <= reach * |R^-1|_F: exact for any R, not
+        // only rotations (the CUDA kernel tests every point). A singular R
+        // bounds nothing: test every point.
+        const double bound = reach * inverse_frobenius(R + t * 9);
+        if (std::isfinite(bound))
+          g.for_each_in_box(cd, bound * (1 + 1e-4) + 1e-12, test);
+        else
+          for (int64_t j = 0; j < static_cast<int64_t>(g.order.size()); ++j) test(j);
         const int64_t cnt = std::min<int64_t>(k, hits.size());
         if (nearest)
           std::partial_sort(hits.begin(), hits.begin() + cnt, hits.end());

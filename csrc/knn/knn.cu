@@ -18,10 +18,10 @@ template <typename T, int KMAX>
 __global__ void __launch_bounds__(kNbrThreads)
     knn_kernel(const T* __restrict__ Q, const T* __restrict__ P, const int64_t* __restrict__ qlen,
                const int64_t* __restrict__ len, int64_t M, int64_t N, int64_t D, int64_t k,
-               T* __restrict__ od, int64_t* __restrict__ oi) {
+               T* __restrict__ od, int64_t* __restrict__ oi, int64_t b0) {
   extern __shared__ __align__(16) unsigned char smem[];  // holds float or double tiles
   T* tile = reinterpret_cast<T*>(smem);
-  const int64_t b = blockIdx.y;
+  const int64_t b = b0 + blockIdx.y;
   const int64_t m = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x;
   const int64_t n = clamp_len(len[b], N);
   const bool active = m < clamp_len(qlen[b], M);
@@ -67,15 +67,15 @@ std::tuple<at::Tensor, at::Tensor> knn_cuda(const at::Tensor& query_in, const at
   at::Tensor dist = at::full({B, M, k}, std::numeric_limits<double>::infinity(), query.options());
   at::Tensor idx = at::full({B, M, k}, -1, query.options().dtype(at::kLong));
   if (B > 0 && M > 0 && k > 0 && N > 0) {
-    TORCH_CHECK(B <= 65535, "knn on CUDA supports at most 65535 clouds per batch, got ", B);
-    const dim3 grid(static_cast<unsigned int>(ceil_div(M, kNbrThreads)), static_cast<unsigned int>(B));
     AT_DISPATCH_FLOATING_TYPES(query.scalar_type(), "knn_cuda", [&] {
       const size_t shmem = sizeof(scalar_t) * kNbrTile * D;
       PCG_DISPATCH_KMAX(k, [&] {
-        knn_kernel<scalar_t, KMAX><<<grid, kNbrThreads, shmem, current_stream()>>>(
-            query.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(), ql.data_ptr<int64_t>(),
-            l.data_ptr<int64_t>(), M, N, D, k, dist.data_ptr<scalar_t>(), idx.data_ptr<int64_t>());
-        C10_CUDA_KERNEL_LAUNCH_CHECK();
+        for_each_cloud_chunk(B, M, [&](dim3 grid, int64_t b0) {
+          knn_kernel<scalar_t, KMAX><<<grid, kNbrThreads, shmem, current_stream()>>>(
+              query.data_ptr<scalar_t>(), points.data_ptr<scalar_t>(), ql.data_ptr<int64_t>(),
+              l.data_ptr<int64_t>(), M, N, D, k, dist.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(), b0);
+          C10_CUDA_KERNEL_LAUNCH_CHECK();
+        });
       });
     });
   }

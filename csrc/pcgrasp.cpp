@@ -5,7 +5,7 @@
 #include <torch/library.h>
 
 TORCH_LIBRARY(pcgrasp, m) {
-  m.def("farthest_point_sample(Tensor points, Tensor lengths, Tensor counts, Tensor start, int K) -> Tensor");
+  m.def("farthest_point_sample(Tensor points, Tensor lengths, Tensor counts, Tensor? start, int K) -> Tensor");
   m.def("knn(Tensor query, Tensor points, Tensor query_lengths, Tensor lengths, int k) -> (Tensor, Tensor)");
   m.def("ball_query(Tensor query, Tensor points, Tensor query_lengths, Tensor lengths, float radius, int k, bool nearest) -> (Tensor dist2, Tensor idx, Tensor count)");
   m.def("gather_points(Tensor features, Tensor idx) -> Tensor");

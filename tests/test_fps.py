@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pcgrasp import ops
-from conftest import ALL_DTYPES, cloud, ragged_lengths, requires_cuda
+from conftest import ALL_DTYPES, DEVICES, cloud, ragged_lengths, requires_cuda
 
 
 def fps_oracle(pts, k, n, start=0):
@@ -134,3 +134,22 @@ def test_fps_cuda_bit_identical_to_cpu(rng, dtype, kind):
     gpu = ops.farthest_point_sample(pts.cuda(), k.cuda(), lengths=lens.cuda(), start="random",
                                     generator=torch.Generator().manual_seed(1))
     assert torch.equal(cpu, gpu.cpu())
+
+
+@pytest.mark.parametrize("checks", [True, False])
+def test_fps_invalid_start_raises_with_checks_on_and_off(checks):
+    # the same error on every device, whether or not the Python value checks run
+    pts = torch.rand(2, 10, 3)
+    old = ops.set_data_checks(checks)
+    try:
+        for dev in DEVICES:
+            for start in ([0, 5], [-1, 0], [0, 10]):
+                with pytest.raises(ValueError, match="start"):
+                    ops.farthest_point_sample(pts.to(dev), 3, lengths=torch.tensor([10, 5], device=dev),
+                                              start=torch.tensor(start, device=dev))
+            # an empty cloud accepts any start; a valid one works
+            got = ops.farthest_point_sample(pts.to(dev), 3, lengths=torch.tensor([0, 5], device=dev),
+                                            start=torch.tensor([7, 4], device=dev))
+            assert got[0].tolist() == [-1, -1, -1] and got[1, 0] == 4
+    finally:
+        ops.set_data_checks(old)

@@ -54,6 +54,7 @@ __device__ void block_argmax(T& v, int64_t& i) {
       const int64_t oi = __shfl_down_sync(0xffffffffu, i, off);
       argmax_merge(v, i, ov, oi);
     }
+    __syncwarp();  // every lane has read sv/si before lane 0 overwrites sv[0]
     if (lane == 0) {
       sv[0] = v;
       si[0] = i;

@@ -29,7 +29,7 @@ __global__ void __launch_bounds__(kFpsThreads)
   const T* P = pts + b * N * D;
   T* mind = mind_buf + b * N;
   for (int64_t i = threadIdx.x; i < n; i += blockDim.x) mind[i] = std::numeric_limits<T>::max();  // as the CPU kernel
-  int64_t sel = clamp_len(st[b], n - 1);
+  int64_t sel = st ? st[b] : 0;  // checked on the host: in [0, n)
   __syncthreads();
   if (threadIdx.x == 0) {
     out[b * K] = sel;
@@ -64,29 +64,33 @@ __global__ void __launch_bounds__(kFpsThreads)
 }  // namespace
 
 at::Tensor farthest_point_sample_cuda(const at::Tensor& points_in, const at::Tensor& lengths_in,
-                                      const at::Tensor& counts_in, const at::Tensor& start_in,
+                                      const at::Tensor& counts_in, const c10::optional<at::Tensor>& start_in,
                                       int64_t K) {
   check_cloud(points_in, "points");
   const int64_t B = points_in.size(0), N = points_in.size(1), D = points_in.size(2);
   check_lengths(lengths_in, B, "lengths");
   check_lengths(counts_in, B, "k");
-  check_lengths(start_in, B, "start");
   check_same_device(points_in, lengths_in, "points", "lengths");
   check_same_device(points_in, counts_in, "points", "k");
-  check_same_device(points_in, start_in, "points", "start");
+  const bool given = start_in.has_value() && start_in->defined();
+  if (given) {
+    check_lengths(*start_in, B, "start");
+    check_same_device(points_in, *start_in, "points", "start");
+  }
   TORCH_CHECK(K >= 0, "k must be non-negative, got ", K);
   TORCH_CHECK(D >= 1 && D <= 8, "points must have 1 <= D <= 8, got D=", D);
   const c10::cuda::CUDAGuard guard(points_in.device());
   const at::Tensor points = to_compute(points_in);
-  const at::Tensor lengths = lengths_in.contiguous(), counts = counts_in.contiguous(),
-                   start = start_in.contiguous();
+  const at::Tensor lengths = lengths_in.contiguous(), counts = counts_in.contiguous();
+  if (given) fps_check_start(*start_in, lengths, N);  // raises like the CPU kernel (one sync)
+  const at::Tensor start = given ? start_in->contiguous() : at::Tensor();
   at::Tensor idx = at::full({B, K}, -1, points.options().dtype(at::kLong));
   if (B == 0 || K == 0 || N == 0) return idx;
   at::Tensor mind = at::empty({B, N}, points.options());
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "farthest_point_sample_cuda", [&] {
     fps_kernel<scalar_t><<<static_cast<unsigned int>(B), kFpsThreads, 0, current_stream()>>>(
         points.data_ptr<scalar_t>(), lengths.data_ptr<int64_t>(), counts.data_ptr<int64_t>(),
-        start.data_ptr<int64_t>(), N, D, K, mind.data_ptr<scalar_t>(), idx.data_ptr<int64_t>());
+        given ? start.data_ptr<int64_t>() : nullptr, N, D, K, mind.data_ptr<scalar_t>(), idx.data_ptr<int64_t>());
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
   return idx;

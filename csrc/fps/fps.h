@@ -3,7 +3,8 @@
 //   points  [B, N, D] float/double (half types are upcast by the caller)
 //   lengths [B] int64  valid points per cloud (prefix of each row)
 //   counts  [B] int64  samples wanted per cloud (<= K)
-//   start   [B] int64  first index per cloud, in [0, lengths[b]) when lengths[b] > 0
+//   start   [B] int64  first index per cloud, in [0, lengths[b]) when lengths[b] > 0 (checked on
+//                      both devices: an index outside raises); None: index 0
 //   K       output width
 // returns idx [B, K] int64: min(counts[b], lengths[b]) distinct indices, then -1.
 //
@@ -17,11 +18,15 @@
 namespace pcgrasp {
 
 at::Tensor farthest_point_sample_cpu(const at::Tensor& points, const at::Tensor& lengths,
-                                     const at::Tensor& counts, const at::Tensor& start,
+                                     const at::Tensor& counts, const c10::optional<at::Tensor>& start,
                                      int64_t K);
 
 at::Tensor farthest_point_sample_cuda(const at::Tensor& points, const at::Tensor& lengths,
-                                      const at::Tensor& counts, const at::Tensor& start,
+                                      const at::Tensor& counts, const c10::optional<at::Tensor>& start,
                                       int64_t K);
+
+// Raises unless every start[b] lies in [0, n_b) for the clouds with n_b > 0
+// (one device sync on CUDA; only for a start the caller gave).
+void fps_check_start(const at::Tensor& start, const at::Tensor& lengths, int64_t N);
 
 }  // namespace pcgrasp

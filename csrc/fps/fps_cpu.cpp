@@ -105,29 +105,39 @@ void fps_cloud(const T* pts, int64_t n, int64_t D, int64_t m, int64_t start, int
 
 }  // namespace
 
+void fps_check_start(const at::Tensor& start, const at::Tensor& lengths, int64_t N) {
+  check_same_device(start, lengths, "start", "lengths");
+  if (start.numel() == 0) return;
+  const at::Tensor n = lengths.clamp(0, N);
+  const at::Tensor bad = ((start < 0) | (start >= n)) & (n > 0);
+  if (!bad.any().item<bool>()) return;  // the one sync on CUDA
+  const int64_t b = bad.nonzero()[0][0].item<int64_t>();
+  TORCH_CHECK_VALUE(false, "start[", b, "]=", start[b].item<int64_t>(), " is outside the cloud's ",
+                    n[b].item<int64_t>(), " valid points");
+}
+
 at::Tensor farthest_point_sample_cpu(const at::Tensor& points_in, const at::Tensor& lengths_in,
-                                     const at::Tensor& counts_in, const at::Tensor& start_in,
+                                     const at::Tensor& counts_in, const c10::optional<at::Tensor>& start_in,
                                      int64_t K) {
   check_cloud(points_in, "points");
   const int64_t B = points_in.size(0), N = points_in.size(1), D = points_in.size(2);
   check_lengths(lengths_in, B, "lengths");
   check_lengths(counts_in, B, "k");
-  check_lengths(start_in, B, "start");
+  const bool given = start_in.has_value() && start_in->defined();
+  if (given) {
+    check_lengths(*start_in, B, "start");
+    fps_check_start(*start_in, lengths_in, N);
+  }
   TORCH_CHECK(K >= 0, "k must be non-negative, got ", K);
   TORCH_CHECK(D >= 1 && D <= 8, "points must have 1 <= D <= 8, got D=", D);
   const at::Tensor points = to_compute(points_in);
-  const at::Tensor lengths = lengths_in.contiguous(), counts = counts_in.contiguous(),
-                   start = start_in.contiguous();
+  const at::Tensor lengths = lengths_in.contiguous(), counts = counts_in.contiguous();
+  const at::Tensor start = given ? start_in->contiguous() : at::zeros({B}, lengths.options());
   at::Tensor idx = at::full({B, K}, -1, points.options().dtype(at::kLong));
   if (B == 0 || K == 0) return idx;
   const int64_t* len = lengths.data_ptr<int64_t>();
   const int64_t* cnt = counts.data_ptr<int64_t>();
   const int64_t* st = start.data_ptr<int64_t>();
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t n = clamp_len(len[b], N);
-    TORCH_CHECK(n == 0 || (st[b] >= 0 && st[b] < n), "start[", b, "]=", st[b],
-                " is outside the cloud's ", n, " valid points");
-  }
   int64_t* out = idx.data_ptr<int64_t>();
   // Many clouds: one cloud per task. Few clouds: parallelise inside each cloud.
   const bool inner = B < at::get_num_threads();

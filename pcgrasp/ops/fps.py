@@ -56,7 +56,7 @@ def farthest_point_sample(points, k, lengths=None, start="first", generator=None
 def _start_indices(start, generator, lengths, B, points):
     if isinstance(start, str):
         if start == "first":
-            return torch.zeros(B, dtype=torch.int64, device=points.device)
+            return None  # the kernels start at index 0
         if start == "random":
             gdev = generator.device if generator is not None else torch.device("cpu")
             u = torch.rand(B, generator=generator, device=gdev, dtype=torch.float64)

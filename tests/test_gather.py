@@ -83,3 +83,17 @@ def test_gather_cuda_matches_cpu():
     (out * w.cuda()).sum().backward()
     torch.testing.assert_close(out.detach().cpu(), gather_oracle(features.detach(), idx))
     torch.testing.assert_close(fc.grad.cpu(), features.grad, rtol=1e-5, atol=1e-4)
+
+
+@requires_cuda
+def test_backward_ops_reject_grad_on_another_device():
+    # the raw backward ops dispatch on any CUDA argument; a CPU grad must raise,
+    # not be read as device memory
+    idx = torch.tensor([[0, 2, -1]], device="cuda")
+    with pytest.raises(RuntimeError, match="same device"):
+        torch.ops.pcgrasp.gather_points_backward(torch.rand(1, 3, 4), idx, 5)
+    f = torch.rand(1, 5, 4, device="cuda")
+    i3 = torch.tensor([[[0, 1, 2]]], device="cuda")
+    w = torch.rand(1, 1, 3, device="cuda")
+    with pytest.raises(RuntimeError, match="same device"):
+        torch.ops.pcgrasp.three_interpolate_backward(torch.rand(1, 1, 4), f, i3, w)

@@ -69,10 +69,7 @@ void scatter_add_rows_cuda(const at::Tensor& grad, const at::Tensor& idx, const 
 }
 
 at::Tensor gather_points_backward_cuda(const at::Tensor& grad_in, const at::Tensor& idx_in, int64_t N) {
-  TORCH_CHECK(grad_in.dim() == 3 && idx_in.dim() == 2 && grad_in.size(0) == idx_in.size(0) &&
-                  grad_in.size(1) == idx_in.size(1),
-              "grad must have shape [B, L, C] matching idx [B, L]");
-  TORCH_CHECK(N >= 0, "N must be non-negative");
+  gather_backward_check_args(grad_in, idx_in, N);
   const c10::cuda::CUDAGuard guard(grad_in.device());
   const at::Tensor grad = to_compute(grad_in), idx = idx_in.contiguous();
   at::Tensor out = at::zeros({grad.size(0), N, grad.size(2)}, grad.options());

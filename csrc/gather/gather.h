@@ -24,6 +24,7 @@ void scatter_add_rows_cuda(const at::Tensor& grad, const at::Tensor& idx, const 
                            int64_t R, at::Tensor& out);
 
 void gather_check_args(const at::Tensor& features, const at::Tensor& idx);
+void gather_backward_check_args(const at::Tensor& grad, const at::Tensor& idx, int64_t N);
 void check_index_range(const at::Tensor& idx, int64_t N, const char* name);
 
 }  // namespace pcgrasp

@@ -19,6 +19,15 @@ void gather_check_args(const at::Tensor& features, const at::Tensor& idx) {
   check_same_device(features, idx, "features", "idx");
 }
 
+void gather_backward_check_args(const at::Tensor& grad, const at::Tensor& idx, int64_t N) {
+  TORCH_CHECK(grad.dim() == 3 && idx.dim() == 2 && grad.size(0) == idx.size(0) && grad.size(1) == idx.size(1),
+              "grad must have shape [B, L, C] matching idx [B, L], got ", grad.sizes(), " and ", idx.sizes());
+  TORCH_CHECK(at::isFloatingType(grad.scalar_type()), "grad must be floating point, got ", grad.scalar_type());
+  TORCH_CHECK(idx.scalar_type() == at::kLong, "idx must be int64, got ", idx.scalar_type());
+  TORCH_CHECK(N >= 0, "N must be non-negative, got ", N);
+  check_same_device(grad, idx, "grad", "idx");
+}
+
 // Host-side range check; only for CPU tensors (no device sync).
 void check_index_range(const at::Tensor& idx, int64_t N, const char* name) {
   if (idx.numel() == 0) return;
@@ -84,10 +93,7 @@ void scatter_add_rows_cpu(const at::Tensor& grad, const at::Tensor& idx, const a
 }
 
 at::Tensor gather_points_backward_cpu(const at::Tensor& grad_in, const at::Tensor& idx_in, int64_t N) {
-  TORCH_CHECK(grad_in.dim() == 3 && idx_in.dim() == 2 && grad_in.size(0) == idx_in.size(0) &&
-                  grad_in.size(1) == idx_in.size(1),
-              "grad must have shape [B, L, C] matching idx [B, L]");
-  TORCH_CHECK(N >= 0, "N must be non-negative");
+  gather_backward_check_args(grad_in, idx_in, N);
   const at::Tensor grad = to_compute(grad_in), idx = idx_in.contiguous();
   at::Tensor out = at::zeros({grad.size(0), N, grad.size(2)}, grad.options());
   scatter_add_rows_cpu(grad, idx, at::Tensor(), 1, out);

@@ -70,13 +70,14 @@ std::tuple<at::Tensor, at::Tensor> three_interpolate_backward_cuda(const at::Ten
                                                                    const at::Tensor& idx_in,
                                                                    const at::Tensor& weight_in) {
   three_interpolate_check_args(features_in, idx_in, weight_in);
+  check_same_device(features_in, grad_in, "features", "grad_out");
   const c10::cuda::CUDAGuard guard(features_in.device());
   const at::Tensor features = to_compute(features_in), idx = idx_in.contiguous();
   const at::Tensor weight = weight_in.to(features.scalar_type()).contiguous();
   const at::Tensor grad = grad_in.to(features.scalar_type()).contiguous();
   const int64_t B = features.size(0), N = features.size(1), C = features.size(2), M = idx.size(1);
   TORCH_CHECK(grad.dim() == 3 && grad.size(0) == B && grad.size(1) == M && grad.size(2) == C,
-              "grad_out must have shape [B, M, C]");
+              "grad_out must have shape [B, M, C], got ", grad_in.sizes());
   at::Tensor grad_f = at::zeros({B, N, C}, features.options());
   at::Tensor grad_w = at::zeros({B, M, 3}, features.options());
   scatter_add_rows_cuda(grad, idx.view({B, M * 3}), weight.view({B, M * 3}), 3, grad_f);

@@ -61,3 +61,32 @@ def test_jepa_target_encoder_is_not_trained_directly():
     loss.backward()
     assert all(p.grad is None for p in m.target.parameters())
     assert any(p.grad is not None for p in m.context.parameters())
+
+
+def test_tokenizer_checks_its_input_once(monkeypatch):
+    # value checks cost a device sync each on CUDA: the input cloud is checked
+    # (by FPS), the steps that consume the kernels' own outputs are not
+    from pcgrasp.ops import _checks
+
+    ran = []
+    real = _checks.data_checks_enabled
+
+    def counting(x=None):
+        on = real(x)
+        ran.append(on)
+        return on
+
+    monkeypatch.setattr(_checks, "data_checks_enabled", counting)
+    pts = torch.rand(2, 256, 3)
+    for grouping in ("knn", "ball"):
+        ran.clear()
+        PatchTokenizer(dim=16, centers=8, group_size=8, grouping=grouping, radius=0.3, width=8)(pts)
+        assert sum(ran) == 1, ran
+    # the public API still checks what a user passes
+    bad = pts.clone()
+    bad[0, 3, 1] = float("nan")
+    import pytest
+
+    with pytest.raises(ValueError, match="non-finite"):
+        PatchTokenizer(dim=16, centers=8, group_size=8, width=8)(bad)
+    assert _checks._data_checks  # the context manager restored the setting

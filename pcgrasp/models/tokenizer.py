@@ -28,18 +28,23 @@ class PatchTokenizer(nn.Module):
         self.second = nn.Sequential(nn.Linear(4 * w, 4 * w), nn.LayerNorm(4 * w), nn.GELU(), nn.Linear(4 * w, dim))
 
     def group(self, points):
+        # FPS checks the input cloud; every later step consumes what the kernels
+        # just returned, so its value checks (each a device sync) are skipped
         with torch.no_grad():
             idx = ops.farthest_point_sample(points, self.centers)
-            centres = ops.gather_points(points, idx)
-            if self.sequence:
-                order = ops.nearest_neighbor_order(centres)
-                centres = ops.gather_points(centres, order)
-            if self.grouping == "knn":
-                _, nbr = ops.knn(centres, points, self.group_size)
-            else:
-                # a centre is a cloud point, so its ball is never empty: pad="first" fills every slot
-                nbr, _, _ = ops.ball_query(centres, points, self.radius, self.group_size, order="first", pad="first")
-        rel = ops.gather_points(points, nbr) - centres.unsqueeze(2)  # [B, G, k, 3]
+            with ops.data_checks(False):
+                centres = ops.gather_points(points, idx)
+                if self.sequence:
+                    order = ops.nearest_neighbor_order(centres)
+                    centres = ops.gather_points(centres, order)
+                if self.grouping == "knn":
+                    _, nbr = ops.knn(centres, points, self.group_size)
+                else:
+                    # a centre is a cloud point, so its ball is never empty: pad="first" fills every slot
+                    nbr, _, _ = ops.ball_query(centres, points, self.radius, self.group_size, order="first",
+                                               pad="first")
+        with ops.data_checks(False):
+            rel = ops.gather_points(points, nbr) - centres.unsqueeze(2)  # [B, G, k, 3]
         return centres, rel
 
     def forward(self, points):

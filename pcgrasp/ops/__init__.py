@@ -3,7 +3,7 @@
 Every op dispatches to a CPU or CUDA kernel by the device of its inputs, has
 a fake kernel for torch.compile, and autograd where it is differentiable.
 """
-from ._checks import set_data_checks
+from ._checks import data_checks, set_data_checks
 from .ball_query import ball_query
 from .fps import farthest_point_sample
 from .gather import gather_points, scatter_add_points
@@ -27,6 +27,7 @@ __all__ = [
     "three_interpolate",
     "inverse_distance_weights",
     "set_data_checks",
+    "data_checks",
     "correspondences",
     "radius_pairs",
     "false_negative_mask",

@@ -6,6 +6,8 @@ device sync on CUDA; they are skipped while torch.compile traces, and can be
 switched off with ``pcgrasp.ops.set_data_checks(False)`` in hot loops once the
 inputs are known to be well formed.
 """
+import contextlib
+
 import torch
 from torch._subclasses.fake_tensor import FakeTensor as _FakeTensor
 
@@ -21,6 +23,19 @@ def set_data_checks(enabled: bool) -> bool:
     global _data_checks
     old, _data_checks = _data_checks, bool(enabled)
     return old
+
+
+@contextlib.contextmanager
+def data_checks(enabled: bool):
+    """Context manager form of set_data_checks: ``with ops.data_checks(False):``
+    around calls whose inputs come straight from other pcgrasp kernels (indices
+    they returned, clouds already checked), so they cost no device syncs. The
+    setting is process-wide."""
+    old = set_data_checks(enabled)
+    try:
+        yield
+    finally:
+        set_data_checks(old)
 
 
 def data_checks_enabled(x=None) -> bool:

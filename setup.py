@@ -88,7 +88,13 @@ nvcc_flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
 include_dirs = [csrc]
 arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "") if with_cuda else ""
 if with_cuda:
-    include_dirs += nvidia_include_dirs()
+    # The nvidia wheels' headers only fill gaps of the toolkit (cuBLAS etc.):
+    # searched after the toolkit's own folder, or a newer wheel's CCCL/cudart
+    # headers meet an older nvcc ("CUDA compiler and CUDA toolkit headers are
+    # incompatible", torch 2.15's CUDA 13.2 wheels with nvcc 13.0).
+    for d in nvidia_include_dirs():
+        cxx_flags += ["-idirafter", d]
+        nvcc_flags += ["-isystem", d]
     ext = CUDAExtension(
         "pcgrasp._C", sources + cu_sources, include_dirs=include_dirs,
         define_macros=[("PCGRASP_WITH_CUDA", "1")],

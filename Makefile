@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0,!=2.13.0+cpu
 export MAX_JOBS ?= 2
 
-.PHONY: venv build test demo ops-demo bench sanitize gpu-check clean
+.PHONY: venv build test demo ops-demo bench sanitize gpu-check newest-torch clean
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -45,17 +45,23 @@ ops-demo: build
 bench: build
 	$(PY) benchmarks/bench_ops.py
 
-# CPU kernels built by CMake with ASan + UBSan, then the whole test suite on them.
+# CPU kernels built by CMake with ASan + UBSan, then the tests that exercise them
+# (the end-to-end pipeline tests, marked `pipeline`, add no C++ coverage), on
+# one OpenMP thread while `make test` uses the machine's: CI sees both counts.
 sanitize: venv
 	cmake -S . -B build/sanitize -DPCGRASP_SANITIZE=ON -DPython3_EXECUTABLE=$(abspath $(PY)) \
 	  -DCMAKE_PREFIX_PATH="$$($(PY) -c 'import torch.utils; print(torch.utils.cmake_prefix_path)')" >/dev/null
 	cmake --build build/sanitize -j$(MAX_JOBS)
 	LD_PRELOAD="$$(gcc -print-file-name=libasan.so) $$(gcc -print-file-name=libubsan.so)" \
 	  ASAN_OPTIONS=detect_leaks=0:abort_on_error=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
-	  PCGRASP_LIBRARY=$(abspath build/sanitize/libpcgrasp_ops.so) $(PY) -m pytest -q tests
+	  OMP_NUM_THREADS=1 PCGRASP_LIBRARY=$(abspath build/sanitize/libpcgrasp_ops.so) $(PY) -m pytest -q -m "not pipeline" tests
 
 gpu-check:
 	bash tools/gpu-check.sh
 
+# compile every .cu against the newest torch on the package index (a second venv)
+newest-torch:
+	bash tools/check-newest-torch.sh
+
 clean:
-	rm -rf build *.egg-info pcgrasp/_C*.so pcgrasp/_build_config.py demo_out
+	rm -rf build .venv-newest *.egg-info pcgrasp/_C*.so pcgrasp/_build_config.py demo_out

@@ -8,6 +8,8 @@ import torch
 
 from pcgrasp.data import GraspDataset, ShapeNetPointClouds, generate_dataset, load_recordings, make_splits
 
+pytestmark = pytest.mark.pipeline  # data generation: no C++ for the sanitizer run
+
 
 @pytest.fixture(scope="module")
 def synthetic(tmp_path_factory):

@@ -7,11 +7,14 @@ import socket
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from pcgrasp.models import GraspModel, PointEncoder
 from pcgrasp.train.config import load_config
 from pcgrasp.train.loops import finetune, fit, grasp_loss
+
+pytestmark = pytest.mark.pipeline  # end to end: the sanitizer run skips these
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

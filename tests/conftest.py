@@ -6,6 +6,14 @@ import torch
 
 import pcgrasp
 
+# hypothesis profiles (tests/test_properties.py): "ci" by default, reproducible; --hypothesis-profile=thorough
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+_quiet = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large], print_blob=True)
+settings.register_profile("ci", max_examples=25, derandomize=True, database=None, **_quiet)
+settings.register_profile("thorough", max_examples=500, **_quiet)
+settings.load_profile("ci")
+
 CUDA = torch.cuda.is_available() and pcgrasp.build_info()["cuda_built"]
 DEVICES = ["cpu"] + (["cuda"] if CUDA else [])
 ALL_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
@@ -54,5 +62,9 @@ def cloud(rng, B, N, D, dtype=torch.float32, kind="uniform"):
 def rng(request):
     # a stable seed per test, so failures reproduce: crc32, not hash(), which
     # Python salts per process
-    seed = zlib.crc32(request.node.nodeid.encode())
-    return np.random.default_rng(seed)
+    return np.random.default_rng(stable_seed(request.node.nodeid))
+
+
+def stable_seed(nodeid):
+    """The rng fixture's seed: the same in every process (unlike hash())."""
+    return zlib.crc32(nodeid.encode())

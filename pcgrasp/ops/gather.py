@@ -1,4 +1,6 @@
 """Gathering channels-last features by index, and its adjoint."""
+import math
+
 import torch
 
 from . import _checks as C
@@ -27,7 +29,8 @@ def gather_points(features, idx):
     B, N, Ch = features.shape
     idx = C.index(idx, "idx", B, N, features)
     rest = idx.shape[1:]
-    out = torch.ops.pcgrasp.gather_points(features, idx.reshape(B, -1))
+    L = math.prod(idx.shape[1:])  # not reshape(B, -1): B may be 0
+    out = torch.ops.pcgrasp.gather_points(features, idx.reshape(B, L))
     return out.reshape(B, *rest, Ch)
 
 
@@ -48,7 +51,8 @@ def scatter_add_points(values, idx, n):
     if values.shape[:-1] != idx.shape:
         raise ValueError(f"values must have shape idx.shape + [C], got {tuple(values.shape)} and {tuple(idx.shape)}")
     Ch = values.shape[-1]
-    return torch.ops.pcgrasp.gather_points_backward(values.reshape(B, -1, Ch), idx.reshape(B, -1), n)
+    L = math.prod(idx.shape[1:])
+    return torch.ops.pcgrasp.gather_points_backward(values.reshape(B, L, Ch), idx.reshape(B, L), n)
 
 
 @torch.library.register_fake("pcgrasp::gather_points")

@@ -42,6 +42,11 @@ def point_info_nce(feat_a, feat_b, xyz=None, tau=0.07, gamma=None, valid=None, r
         raise TypeError(f"feat_a and feat_b must have the same dtype, got {feat_a.dtype} and {feat_b.dtype}")
     C.same_device(feat_a, feat_b, "feat_a", "feat_b")
     tau = C.positive(tau, "tau")
+    # the kernels divide by tau in the compute dtype: a subnormal tau gives inf logits and a NaN loss
+    tiny = torch.finfo(torch.float64 if feat_a.dtype == torch.float64 else torch.float32).tiny
+    if tau < tiny:
+        raise ValueError(f"tau must be at least {tiny:.3g} for {feat_a.dtype} features (1 / tau must be finite), "
+                         f"got {tau}")
     B, M, _ = feat_a.shape
     if gamma is None:
         g = -1.0

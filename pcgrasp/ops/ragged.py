@@ -52,6 +52,8 @@ def masked_to_padded(x, mask, return_index=False):
 def padded_to_packed(x, lengths):
     """[B, N, *] with lengths [B] -> packed [sum(lengths), *] (batch-major)."""
     C.tensor(x, "x")
+    if x.dim() < 2:
+        raise ValueError(f"x must have shape [B, N, ...], got shape {tuple(x.shape)}")
     B, N = x.shape[:2]
     lengths = C.lengths(lengths, "lengths", B, N, x)
     mask = torch.arange(N, device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
@@ -61,6 +63,8 @@ def padded_to_packed(x, lengths):
 def packed_to_padded(x, lengths, max_len=None, pad_value=0):
     """Packed [P, *] with per-item lengths [B] (sum = P) -> padded [B, L, *]."""
     C.tensor(x, "x")
+    if x.dim() < 1:
+        raise ValueError(f"x must have shape [P, ...], got shape {tuple(x.shape)}")
     C.tensor(lengths, "lengths")
     if lengths.dim() != 1 or lengths.dtype not in (torch.int64, torch.int32):
         raise ValueError(f"lengths must be a 1-D integer tensor, got {lengths.dtype} {tuple(lengths.shape)}")
@@ -70,6 +74,7 @@ def packed_to_padded(x, lengths, max_len=None, pad_value=0):
     B = lengths.shape[0]
     L = int(lengths.max()) if B else 0
     if max_len is not None:
+        max_len = C.count(max_len, "max_len")
         if max_len < L:
             raise ValueError(f"max_len={max_len} is smaller than the longest item ({L})")
         L = max_len

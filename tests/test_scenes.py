@@ -53,7 +53,7 @@ def test_hemisphere_views_look_at_the_centre(rng):
 def test_placed_objects_rest_on_the_table_without_interpenetrating(rng):
     cats = ["box", "mug", "bowl", "cylinder", "l_bracket", "ellipsoid", "cone", "bottle"]
     meshes = [make_object(c, rng) for c in cats]
-    kept, poses = place_objects(meshes, list(range(100, 108)), rng, workspace=0.12)
+    kept, poses = place_objects(meshes, rng, workspace=0.12)
     assert len(kept) >= 5
     placed = [meshes[k].copy().apply_transform(T) for k, T in zip(kept, poses)]
     for m, T in zip(placed, poses):

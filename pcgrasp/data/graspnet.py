@@ -79,7 +79,7 @@ def workspace_mask(cloud, label, camera_pose, valid=None, pad=0.02):
         raise ValueError(f"cloud must be [H, W, 3] and label [H, W], got {cloud.shape} and {label.shape}")
     valid = cloud[..., 2] > 0 if valid is None else np.asarray(valid, dtype=bool)
     T = np.asarray(camera_pose, dtype=np.float64)
-    pts = cloud.reshape(-1, 3).astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+    pts = np.einsum("ij,kj->ik", cloud.reshape(-1, 3).astype(np.float64), T[:3, :3]) + T[:3, 3]  # einsum: no BLAS threads (see render.py)
     fg = (label.reshape(-1) > 0) & valid.reshape(-1)
     if not fg.any():
         return valid.copy()

@@ -176,7 +176,8 @@ def test_deterministic_resumable_and_parallel(small_dataset, tmp_path):
         for ann in range(3):
             for kind in ("depth", "label", "rgb"):
                 np.testing.assert_array_equal(_read(root, sid, ann, kind), _read(other, sid, ann, kind))
-            np.testing.assert_array_equal(_read(root, sid, ann, "meta")["poses"], _read(other, sid, ann, "meta")["poses"])
+            np.testing.assert_array_equal(_read(root, sid, ann, "meta")["poses"],
+                                          _read(other, sid, ann, "meta")["poses"])
     # rerun: nothing to do, nothing rewritten
     f = os.path.join(other, "scenes", "scene_0000", "realsense", "depth", "0001.png")
     mtime = os.stat(f).st_mtime_ns

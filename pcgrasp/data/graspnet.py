@@ -79,7 +79,8 @@ def workspace_mask(cloud, label, camera_pose, valid=None, pad=0.02):
         raise ValueError(f"cloud must be [H, W, 3] and label [H, W], got {cloud.shape} and {label.shape}")
     valid = cloud[..., 2] > 0 if valid is None else np.asarray(valid, dtype=bool)
     T = np.asarray(camera_pose, dtype=np.float64)
-    pts = np.einsum("ij,kj->ik", cloud.reshape(-1, 3).astype(np.float64), T[:3, :3]) + T[:3, 3]  # einsum: no BLAS threads (see render.py)
+    # einsum, not matmul: no BLAS threads for a tall [N, 3] x 3x3 (see render.py)
+    pts = np.einsum("ij,kj->ik", cloud.reshape(-1, 3).astype(np.float64), T[:3, :3]) + T[:3, 3]
     fg = (label.reshape(-1) > 0) & valid.reshape(-1)
     if not fg.any():
         return valid.copy()
@@ -118,7 +119,8 @@ def read_meta(path):
         raise ValueError(f"{path}: poses must be (3, 4, {len(ids)}), got {P.shape}")
     poses = np.tile(np.eye(4), (len(ids), 1, 1))
     poses[:, :3, :] = P.transpose(2, 0, 1)
-    return ids, poses, np.asarray(m["intrinsic_matrix"], dtype=np.float64), float(np.asarray(m["factor_depth"]).reshape(-1)[0])
+    K = np.asarray(m["intrinsic_matrix"], dtype=np.float64)
+    return ids, poses, K, float(np.asarray(m["factor_depth"]).reshape(-1)[0])
 
 
 def sample_indices(n, num_points, rng):
@@ -162,7 +164,8 @@ class GraspNetScenes:
         ids = list(SPLITS[split]) if scene_ids is None else [int(s) for s in scene_ids]
         bad = [s for s in ids if s not in SPLITS[split]]
         if bad:
-            raise ValueError(f"scene_ids {bad} are not in split {split!r} ({SPLITS[split].start}-{SPLITS[split].stop - 1})")
+            r = SPLITS[split]
+            raise ValueError(f"scene_ids {bad} are not in split {split!r} ({r.start}-{r.stop - 1})")
         present = [s for s in ids if os.path.isdir(self._cam_dir(s))]
         if scene_ids is not None and len(present) < len(ids):
             missing = [self._cam_dir(s) for s in ids if s not in present]
@@ -249,9 +252,10 @@ class GraspNetScenes:
             rng = np.random.default_rng() if rng is None else rng
             pixels = pixels[sample_indices(len(pixels), num_points, rng)]
         points = cloud.reshape(-1, 3)[pixels]
-        return {"points": points, "labels": label.reshape(-1)[pixels].astype(np.int64), "pixels": pixels.astype(np.int64),
-                "coords": points / np.float32(self.voxel_size), "camera_pose": T, "object_ids": obj_ids,
-                "object_poses": obj_poses, "K": K, "factor_depth": factor, "scene_id": scene_id, "ann_id": ann_id}
+        return {"points": points, "labels": label.reshape(-1)[pixels].astype(np.int64),
+                "pixels": pixels.astype(np.int64), "coords": points / np.float32(self.voxel_size),
+                "camera_pose": T, "object_ids": obj_ids, "object_poses": obj_poses, "K": K,
+                "factor_depth": factor, "scene_id": scene_id, "ann_id": ann_id}
 
 
 # ---------------------------------------------------------------- frame pairs

@@ -109,6 +109,7 @@ def test_layout_files_and_dtypes(small_dataset):
         assert poses.shape == (3, 4, 4)
         np.testing.assert_allclose(poses[0], np.eye(4), atol=1e-12)
         assert np.load(os.path.join(cam, "cam0_wrt_table.npy")).shape == (4, 4)
+        assert sorted(os.listdir(os.path.join(cam, "annotations"))) == ["0000.xml", "0001.xml", "0002.xml"]
         for ann in range(3):
             depth, label, rgb = (_read(root, s, ann, k) for k in ("depth", "label", "rgb"))
             assert depth.dtype == np.uint16 and depth.shape == (54, 96)
@@ -162,6 +163,37 @@ def test_depth_points_lie_on_the_labelled_models_and_poses_agree(small_dataset):
             world = pc[sel] @ T[:3, :3].T + T[:3, 3]
             _, dist, _ = trimesh.proximity.closest_point(table, world)
             assert dist.max() < 1e-3
+
+
+def quat_to_matrix(q):
+    w, x, y, z = np.asarray(q, dtype=np.float64) / np.linalg.norm(q)
+    return np.array([[1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)],
+                     [2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)],
+                     [2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)]])
+
+
+@pytest.mark.pipeline
+def test_annotation_xml_matches_meta_poses(small_dataset):
+    import xml.etree.ElementTree as ET
+
+    root, _ = small_dataset
+    info = json.load(open(os.path.join(root, "synthetic.json")))
+    for s in (0, 160):
+        for ann in range(3):
+            meta = _read(root, s, ann, "meta")
+            ids = meta["cls_indexes"].reshape(-1).astype(int) - 1
+            P = meta["poses"].transpose(2, 0, 1)
+            top = ET.parse(os.path.join(root, "scenes", f"scene_{s:04d}", "realsense", "annotations",
+                                        f"{ann:04d}.xml")).getroot()
+            assert top.tag == "scene" and len(top) == len(ids)
+            for obj, oid, pose in zip(top, ids, P):
+                # graspnetAPI's xmlReader reads the children by position
+                assert [c.tag for c in obj] == ["obj_id", "obj_name", "obj_path", "pos_in_world", "ori_in_world"]
+                assert int(obj[0].text) == oid and obj[1].text == info["objects"][oid]["category"]
+                assert obj[2].text == f"models/{oid:03d}/nontextured.ply"
+                np.testing.assert_allclose([float(t) for t in obj[3].text.split()], pose[:, 3], atol=6e-5)
+                q = [float(t) for t in obj[4].text.split()]
+                np.testing.assert_allclose(quat_to_matrix(q), pose[:, :3], atol=5e-4)
 
 
 @pytest.mark.pipeline

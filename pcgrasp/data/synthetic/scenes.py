@@ -10,6 +10,7 @@ real GraspNet-1B copy alike::
     root/scenes/scene_<s:04d>/<camera>/label/<ann:04d>.png   uint8, 0 = table/background, obj_id + 1
     root/scenes/scene_<s:04d>/<camera>/meta/<ann:04d>.mat    cls_indexes, poses, intrinsic_matrix, factor_depth
     root/scenes/scene_<s:04d>/<camera>/rgb/<ann:04d>.png     grey, shaded from the camera
+    root/scenes/scene_<s:04d>/<camera>/annotations/<ann:04d>.xml  graspnetAPI's object pose list
 
 How a scene is made (all from ``np.random.default_rng([seed, scene_id])``, so a
 scene does not depend on which other scenes, in which order or on how many
@@ -158,6 +159,26 @@ def place_objects(meshes, rng, workspace=0.15, tries=100):
     return kept, poses
 
 
+def write_annotation_xml(path, obj_ids, poses, names):
+    """graspnetAPI's ``annotations/<ann>.xml``: per object its id, name, model
+    path, position and unit quaternion (w, x, y, z) of the model -> camera
+    pose, with 4 decimals as graspnetAPI's xmlWriter writes them."""
+    from xml.etree import ElementTree as ET
+
+    from trimesh.transformations import quaternion_from_matrix
+
+    top = ET.Element("scene")
+    for oid, T, name in zip(obj_ids, poses, names):
+        obj = ET.SubElement(top, "obj")
+        ET.SubElement(obj, "obj_id").text = str(oid)
+        ET.SubElement(obj, "obj_name").text = name
+        ET.SubElement(obj, "obj_path").text = f"models/{oid:03d}/nontextured.ply"
+        ET.SubElement(obj, "pos_in_world").text = "{:.4f} {:.4f} {:.4f}".format(*T[:3, 3])
+        ET.SubElement(obj, "ori_in_world").text = "{:.4f} {:.4f} {:.4f} {:.4f}".format(*quaternion_from_matrix(T))
+    ET.indent(top, space="    ")
+    ET.ElementTree(top).write(path, encoding="unicode")
+
+
 def _write_png(path, array):
     from PIL import Image
 
@@ -179,7 +200,7 @@ def _model(root, obj_id):
     return _MODELS[key]
 
 
-def generate_scene(root, scene_id, settings, objects_by_split):
+def generate_scene(root, scene_id, settings, objects_by_split, names=None):
     """Writes one scene's camera folder (and object_id_list.txt). Meshes are
     read back from root/models, so the rendered geometry is exactly the stored
     one. Returns the number of frames written (0 when already there)."""
@@ -207,7 +228,7 @@ def generate_scene(root, scene_id, settings, objects_by_split):
     os.makedirs(scene_dir, exist_ok=True)
     tmp = os.path.join(scene_dir, f".{camera}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)  # left by an interrupted run
-    for sub in ("depth", "label", "meta", "rgb"):
+    for sub in ("depth", "label", "meta", "rgb", "annotations"):
         os.makedirs(os.path.join(tmp, sub))
     ids_txt = os.path.join(scene_dir, "object_id_list.txt")
     with open(ids_txt + ".tmp", "w") as f:
@@ -235,6 +256,8 @@ def generate_scene(root, scene_id, settings, objects_by_split):
             "intrinsic_matrix": K,
             "factor_depth": np.array([[FACTOR_DEPTH]]),
         })
+        write_annotation_xml(os.path.join(tmp, "annotations", name + ".xml"), obj_ids, cam_poses,
+                             [(names or {}).get(o, f"{o:03d}") for o in obj_ids])
     os.replace(tmp, final)
     return len(views)
 
@@ -316,7 +339,8 @@ def generate_scenes(root, scenes="0-189", views=256, width=1280, height=720, see
     os.replace(manifest + ".tmp", manifest)
 
     todo = [s for s in ids if not os.path.isdir(os.path.join(root, "scenes", f"scene_{s:04d}", camera))]
-    jobs = [(root, s, settings, objects_by_split) for s in todo]
+    names = {o.obj_id: o.category for o in pool}
+    jobs = [(root, s, settings, objects_by_split, names) for s in todo]
     frames = 0
     bar = tqdm(total=len(ids), initial=len(ids) - len(todo), desc="scenes", unit="scene", disable=not progress)
     if workers == 1 or len(jobs) <= 1:

@@ -247,13 +247,22 @@ def test_generator_rejects_bad_arguments(tmp_path):
     root = str(tmp_path / "x")
     for kw, match in [(dict(scenes="0-300"), "scene"), (dict(objects_per_scene=(5, 2)), "objects_per_scene"),
                       (dict(camera="kinect"), "camera"), (dict(workers=0), "workers"), (dict(views=0), "views"),
-                      (dict(width=0), "width"), (dict(workspace=0), "workspace")]:
+                      (dict(width=0), "width"), (dict(workspace=0), "workspace"),
+                      (dict(noise_sigma=-0.1), "noise_sigma"), (dict(grazing_deg=95), "grazing_deg")]:
         args = dict(scenes="0", progress=False)
         args.update(kw)
         with pytest.raises(ValueError, match=match):
             generate_scenes(root, **args)
     with pytest.raises(FileNotFoundError, match="no_meshes_here"):
         generate_scenes(root, scenes="0", user_meshes=str(tmp_path / "no_meshes_here"), progress=False)
+    # a real GraspNet-1B copy (here the real-layout fixture) is never written into
+    import shutil
+
+    real = tmp_path / "real"
+    shutil.copytree(os.path.join(os.path.dirname(__file__), "fixtures", "graspnet_real"), real)
+    with pytest.raises(ValueError, match="not a dataset"):
+        generate_scenes(str(real), scenes="100", progress=False)
+    assert not (real / "synthetic.json").exists()
 
 
 @pytest.mark.pipeline

@@ -313,6 +313,10 @@ def generate_scenes(root, scenes="0-189", views=256, width=1280, height=720, see
     camera_intrinsics(width, height)  # validates the size
     if not workspace > 0:
         raise ValueError(f"workspace must be > 0, got {workspace!r}")
+    if not (np.isfinite(noise_sigma) and noise_sigma >= 0):
+        raise ValueError(f"noise_sigma must be finite and >= 0, got {noise_sigma!r}")
+    if not 0 < grazing_deg <= 90:
+        raise ValueError(f"grazing_deg must be in (0, 90], got {grazing_deg!r}")
     settings = {"seed": int(seed), "per_category": int(per_category),
                 "user_meshes": os.path.abspath(user_meshes) if user_meshes else None, "user_scale": float(user_scale),
                 "objects_per_scene": [int(lo), int(hi)], "workspace": float(workspace), "views": int(views),
@@ -327,16 +331,21 @@ def generate_scenes(root, scenes="0-189", views=256, width=1280, height=720, see
         if diff:
             raise ValueError(f"{root} was generated with other settings ({', '.join(diff)}); "
                              "use a new output folder or the same settings")
+    elif any(os.path.isdir(os.path.join(root, d)) and os.listdir(os.path.join(root, d)) for d in ("models", "scenes")):
+        raise ValueError(f"{root} holds models/ or scenes/ without {os.path.basename(manifest)}: not a dataset "
+                         "this generator wrote (a real GraspNet-1B copy?); use a new output folder")
     pool = object_pool(seed=seed, per_category=per_category, user_meshes=user_meshes, user_scale=user_scale)
     if len(pool) > 254:
         raise ValueError(f"the object pool has {len(pool)} objects; label PNGs (uint8, id + 1) hold at most 254")
-    _write_models(root, pool)
-    objects_by_split = {s: [o.obj_id for o in pool if o.split == s] for s in ("seen", "similar", "novel")}
     info = {"generator": "pcgrasp generate-scenes", "settings": settings,
             "objects": [{"id": o.obj_id, "category": o.category, "split": o.split} for o in pool]}
+    # the manifest first: a run interrupted while writing models is resumed
+    # only with these settings
     with open(manifest + ".tmp", "w") as f:
         json.dump(info, f, indent=1)
     os.replace(manifest + ".tmp", manifest)
+    _write_models(root, pool)
+    objects_by_split = {s: [o.obj_id for o in pool if o.split == s] for s in ("seen", "similar", "novel")}
 
     todo = [s for s in ids if not os.path.isdir(os.path.join(root, "scenes", f"scene_{s:04d}", camera))]
     names = {o.obj_id: o.category for o in pool}

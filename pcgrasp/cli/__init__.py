@@ -3,6 +3,7 @@
 
 - ``jepa``: the Point-JEPA grasp-joint pipeline (generate, split, pretrain,
   train, evaluate, sweep, demo)
+- ``scenes``: synthetic cluttered scenes in the GraspNet-1B layout (generate-scenes)
 
 ``--config`` takes a YAML path or the name of a packaged config. Trailing
 ``key.sub=value`` arguments override the config. Under torchrun the training
@@ -11,9 +12,9 @@ commands run data-parallel (DDP).
 import argparse
 import sys
 
-from . import jepa
+from . import jepa, scenes
 
-PIPELINES = (jepa,)
+PIPELINES = (jepa, scenes)
 
 
 def main(argv=None):

@@ -60,6 +60,7 @@ def _first_hits(mesh, origins, dirs, max_dist):
         tt = ((loc - origins[ray]) * dirs[ray]).sum(1)
         keep = (tt >= 0) & (tt <= max_dist[ray])
         loc, ray, tri, tt = loc[keep], ray[keep], tri[keep], tt[keep]
+    if len(ray):
         order = np.lexsort((tt, ray))  # per ray, nearest first
         ray, tt, loc, tri = ray[order], tt[order], loc[order], tri[order]
         first = np.r_[True, ray[1:] != ray[:-1]]

@@ -55,7 +55,7 @@ def energy_nce_loss(e_pos, e_neg, tau=1.0):
     Returns the scalar mean over positives of
         l_i = e_i/tau + log( exp(-e_i/tau) + sum_j exp(-e_neg_ij/tau) )
             = -log softmax_0([-e_i, -e_neg_i1, ...] / tau),
-    computed with logsumexp, so no energy overflows; l_i >= 0.
+    computed as logsumexp([0, (e_i - e_ij)/tau]), so no energy overflows; l_i >= 0.
     """
     _check_energies("e_pos", e_pos, (1,))
     _check_energies("e_neg", e_neg, (1, 2))
@@ -67,5 +67,7 @@ def energy_nce_loss(e_pos, e_neg, tau=1.0):
     if e_neg.dim() == 2 and e_neg.shape[0] != P:
         raise ValueError(f"e_neg [P, Q] must have P = {P} rows (one per positive), got shape {tuple(e_neg.shape)}")
     neg = e_neg if e_neg.dim() == 2 else e_neg.unsqueeze(0).expand(P, -1)
-    logits = -torch.cat([e_pos.unsqueeze(1), neg.to(e_pos.dtype)], 1) / tau  # [P, 1 + Q]
-    return (torch.logsumexp(logits, 1) - logits[:, 0]).mean()
+    # l_i = logsumexp([0, (e_i - e_ij) / tau]_j): energy differences first, so
+    # large but close energies lose no precision
+    diff = (e_pos.unsqueeze(1) - neg.to(e_pos.dtype)) / tau  # [P, Q]
+    return torch.logsumexp(torch.cat([torch.zeros_like(e_pos).unsqueeze(1), diff], 1), 1).mean()

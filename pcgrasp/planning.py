@@ -22,16 +22,20 @@ def _bounds(bounds, like):
 
 
 def refine_grasps(model, depth, y0, steps=50, lr=0.05, bounds=None, crop_size=32, crop_window=64):
-    """Projected gradient descent of the energy with respect to the grasps.
+    """Projected (normalised) gradient descent of the energy with respect to the grasps.
 
     Args:
         model: a ``GraspEnergyModel`` (put in eval mode here; its weights get
             no gradient).
         depth: [H, W] depth image (metres).
         y0: [N, 4] initial grasps (row, col, depth, angle).
-        steps: number of descent steps (>= 0); lr: step size in the model's
-            standardised grasp coordinates (y / model.pose_std), so one rate
-            serves pixels, metres and radians.
+        steps: number of descent steps (>= 0).
+        lr: length of the first step in the model's standardised grasp
+            coordinates (y / model.pose_std, so one rate serves pixels,
+            metres and radians), decaying linearly to 0 over the steps. Each
+            step goes along -dE/dy normalised per grasp (normalised gradient
+            descent): the energy's scale grows with the NCE temperature, so a
+            raw gradient step would need a different rate for every model.
         bounds: [4, 2] valid range per coordinate; after every step row, col
             and depth are clamped into it and the angle wrapped modulo pi.
             Default: the image extent, the depth range of the image +- 5 cm.
@@ -59,7 +63,7 @@ def refine_grasps(model, depth, y0, steps=50, lr=0.05, bounds=None, crop_size=32
     flags = [p.requires_grad for p in model.parameters()]
     for p in model.parameters():
         p.requires_grad_(False)
-    scale = model.pose_std.to(depth) ** 2
+    std = model.pose_std.to(depth)
     y = y0.detach().float().clone()
     traj, energies = [y.clone()], []
     try:
@@ -71,7 +75,9 @@ def refine_grasps(model, depth, y0, steps=50, lr=0.05, bounds=None, crop_size=32
                 break
             (g,) = torch.autograd.grad(e.sum(), y)
             with torch.no_grad():
-                y = y - lr * scale * g
+                gz = g * std  # gradient in standardised coordinates
+                step = lr * (1 - (len(traj) - 1) / steps)  # linear decay to 0
+                y = y - step * std * gz / gz.norm(dim=1, keepdim=True).clamp_min(1e-12)
                 y[:, :3] = torch.minimum(torch.maximum(y[:, :3], b[:3, 0]), b[:3, 1])
                 y[:, 3] = torch.remainder(y[:, 3], math.pi)
             traj.append(y.clone())

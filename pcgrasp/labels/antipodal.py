@@ -139,16 +139,14 @@ def table_collision(centers, rotations, widths, gripper=ParallelJawGripper(), ta
 def approach_collision(mesh, centers, rotations, widths, gripper=ParallelJawGripper(), reach=1.0):
     """[N] bool: an open finger sweeps through the object while the gripper
     moves in along its approach axis to the grasp pose. Tested by rays along
-    +x through the fingers (their centre lines and the four edges along x),
-    from ``reach`` metres behind the fingertip to the fingertip."""
+    +x through each finger's cross-section (a 5 x 5 grid incl. its edges: an
+    object poking less than a grid step, 2.5 mm x 5 mm at the defaults,
+    between rays is missed), from ``reach`` metres behind the fingertip to it."""
     c, R, w = _as_grasps(centers, rotations, widths)
     g = gripper
     x_ax, y_ax, z_ax = R[:, :, 0], R[:, :, 1], R[:, :, 2]
-    offsets = []
-    for side in (-1.0, 1.0):
-        for dy in (0.0, 0.5 * g.finger_width, g.finger_width):
-            for dz in (-0.5 * g.finger_height, 0.0, 0.5 * g.finger_height):
-                offsets.append((side, dy, dz))
+    offsets = [(side, dy, dz) for side in (-1.0, 1.0) for dy in np.linspace(0, g.finger_width, 5)
+               for dz in np.linspace(-0.5 * g.finger_height, 0.5 * g.finger_height, 5)]
     origins, dirs = [], []
     tip = c + g.tip_depth * x_ax
     for side, dy, dz in offsets:

@@ -279,8 +279,10 @@ def test_cli_ebm_train_resume_sweep_refine(tmp_path):
             f"train.out={tmp_path}/train", "sweep.taus=[1,100]", f"sweep.out={tmp_path}/sweep", "refine.images=1",
             "refine.steps=3", "refine.grasps_per_image=6", f"refine.out={tmp_path}/refine", "device=cpu"]
 
-    def cli(*args):
-        r = subprocess.run([sys.executable, "-m", "pcgrasp", "ebm", *args, "--quiet", *over], cwd=tmp_path,
+    def cli(cmd, *args):  # options first: the key=value overrides are one trailing group
+        opts = [a for a in args if a.startswith("--")]
+        r = subprocess.run([sys.executable, "-m", "pcgrasp", "ebm", cmd, "--quiet", *opts, *over,
+                            *(a for a in args if not a.startswith("--"))], cwd=tmp_path,
                            capture_output=True, text=True, timeout=600)
         assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
         return r.stdout

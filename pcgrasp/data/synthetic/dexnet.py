@@ -108,7 +108,7 @@ def sample_candidates(view, n, rng):
     return np.stack([rc[:, 0], rc[:, 1], d, rng.uniform(0, math.pi, n)], 1)
 
 
-def image_datapoints(image_index, seed, image_size=128, grasps_per_image=40, candidates=400, perturbations=8,
+def image_datapoints(image_index, seed, image_size=128, grasps_per_image=40, candidates=800, perturbations=8,
                      crop_size=32, crop_window=64, noise_sigma=0.0, gripper=None):
     """All datapoints of one image as the layout's fields (balanced)."""
     from ...labels import ParallelJawGripper
@@ -136,7 +136,7 @@ def image_datapoints(image_index, seed, image_size=128, grasps_per_image=40, can
             "image_labels": ids, "object_labels": ids}
 
 
-def generate_dexnet(root, images=200, seed=0, image_size=128, grasps_per_image=40, candidates=400, perturbations=8,
+def generate_dexnet(root, images=200, seed=0, image_size=128, grasps_per_image=40, candidates=800, perturbations=8,
                     crop_size=32, crop_window=64, noise_sigma=0.0, images_per_chunk=None, progress=True):
     """Writes ``images`` images' datapoints under ``root`` in the Dex-Net 2.0
     layout; chunk k holds images [k * images_per_chunk, (k+1) * images_per_chunk)

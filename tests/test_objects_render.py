@@ -4,8 +4,6 @@ Oracles: trimesh's proximity queries (points on surfaces), trimesh's
 pure-Python ray caster (a different algorithm from Embree), closed-form depth
 of a box seen face-on, and back-projection written out here."""
 import math
-import os
-import warnings
 
 import numpy as np
 import pytest

@@ -54,7 +54,7 @@ def make_view(image_index, seed, image_size=128, categories=OBJECT_CATEGORIES):
     category = categories[image_index % len(categories)]
     mesh = make_object(category, rng)
     mesh.apply_scale(OBJECT_SCALE)  # 3-14 cm: most objects fit the 8.5 cm opening one way or another
-    _, poses = place_objects([mesh], [("dexnet", seed, image_index)], rng, workspace=0.0)
+    _, poses = place_objects([mesh], rng, workspace=0.0)
     mesh = mesh.copy()
     mesh.apply_transform(poses[0])
     target = np.array([0.0, 0.0, 0.5 * mesh.bounds[1, 2]])

@@ -115,19 +115,24 @@ def hemisphere_views(n_views, rng, target=(0.0, 0.0, 0.0)):
 _STABLE = {}
 
 
-def _stable_poses(obj_id, mesh):
-    """trimesh's stable resting poses of a mesh (cached per process)."""
-    if obj_id not in _STABLE:
-        import trimesh
+def stable_poses(mesh):
+    """trimesh's stable resting poses of a mesh and their probabilities
+    (cached per process, keyed by the mesh's vertices and faces)."""
+    import hashlib
 
+    import trimesh
+
+    key = hashlib.sha1(np.ascontiguousarray(mesh.vertices).tobytes() +
+                       np.ascontiguousarray(mesh.faces).tobytes()).hexdigest()
+    if key not in _STABLE:
         T, p = trimesh.poses.compute_stable_poses(mesh)
         if len(T) == 0:  # degenerate hull: rest it as it is
             T, p = np.eye(4)[None], np.ones(1)
-        _STABLE[obj_id] = (np.asarray(T), np.asarray(p) / np.sum(p))
-    return _STABLE[obj_id]
+        _STABLE[key] = (np.asarray(T), np.asarray(p) / np.sum(p))
+    return _STABLE[key]
 
 
-def place_objects(meshes, obj_ids, rng, workspace=0.15, tries=100):
+def place_objects(meshes, rng, workspace=0.15, tries=100):
     """Rests each mesh on the table (z = 0) in a stable pose with random yaw
     and position in [-workspace, workspace]^2, without interpenetration.
     Returns (kept indices into meshes, their 4x4 model -> table poses)."""
@@ -135,8 +140,8 @@ def place_objects(meshes, obj_ids, rng, workspace=0.15, tries=100):
 
     manager = trimesh.collision.CollisionManager()
     kept, poses = [], []
-    for i, (m, oid) in enumerate(zip(meshes, obj_ids)):
-        T_rest, prob = _stable_poses(oid, m)
+    for i, m in enumerate(meshes):
+        T_rest, prob = stable_poses(m)
         for _ in range(tries):
             T = T_rest[rng.choice(len(T_rest), p=prob)].copy()
             yaw = trimesh.transformations.rotation_matrix(rng.uniform(0, 2 * np.pi), [0, 0, 1])
@@ -159,19 +164,18 @@ def _write_png(path, array):
     Image.fromarray(array).save(path)
 
 
-def _load_model(root, obj_id):
-    import trimesh
-
-    return trimesh.load(os.path.join(root, "models", f"{obj_id:03d}", "nontextured.ply"), process=False)
-
-
 _MODELS = {}
 
 
 def _model(root, obj_id):
-    key = (os.path.abspath(root), obj_id)
+    """models/<id>/nontextured.ply (cached per process by path, size and mtime)."""
+    import trimesh
+
+    path = os.path.join(root, "models", f"{obj_id:03d}", "nontextured.ply")
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
     if key not in _MODELS:
-        _MODELS[key] = _load_model(root, obj_id)
+        _MODELS[key] = trimesh.load(path, process=False)
     return _MODELS[key]
 
 
@@ -190,7 +194,7 @@ def generate_scene(root, scene_id, settings, objects_by_split):
     n = min(int(rng.integers(lo, hi + 1)), len(candidates))
     chosen = [int(c) for c in rng.choice(candidates, size=n, replace=False)]
     meshes = [_model(root, o) for o in chosen]
-    kept, poses = place_objects(meshes, chosen, rng, workspace=settings["workspace"])
+    kept, poses = place_objects(meshes, rng, workspace=settings["workspace"])
     obj_ids = [chosen[k] for k in kept]
     meshes = [meshes[k] for k in kept]
     placed = [m.copy().apply_transform(T) for m, T in zip(meshes, poses)]

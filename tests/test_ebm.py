@@ -300,3 +300,12 @@ def test_cli_ebm_train_resume_sweep_refine(tmp_path):
     assert 0 <= res["initial_success"] <= 1 and 0 <= res["refined_success"] <= 1
     assert (tmp_path / "refine" / "energy_contour.png").stat().st_size > 0
     assert os.path.exists(tmp_path / "dexnet" / "robust_ferrari_canny_00000.npz")
+
+
+def test_refine_command_bad_config():
+    from pcgrasp.train import ebm
+
+    for key, value in (("images", 0), ("grasps_per_image", 2.5)):
+        r = {"images": 1, "grasps_per_image": 4, key: value}
+        with pytest.raises(ValueError, match=f"refine.{key}"):
+            ebm.refine({"refine": r, "data": {}})

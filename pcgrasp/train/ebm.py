@@ -204,6 +204,9 @@ def refine(cfg, checkpoint=None, progress=True, log=print):
     from ..planning import grasp_energy, refine_grasps
 
     r, d = cfg["refine"], cfg["data"]
+    for key in ("images", "grasps_per_image"):
+        if isinstance(r[key], bool) or not isinstance(r[key], int) or r[key] < 1:
+            raise ValueError(f"refine.{key} must be an integer >= 1, got {r[key]!r}")
     checkpoint = checkpoint or r.get("checkpoint") or _best_checkpoint(cfg)
     model, mcfg = load_model(checkpoint)
     gen = {**mcfg["data"].get("generate", {}), **d.get("generate", {})}

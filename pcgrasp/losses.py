@@ -32,3 +32,42 @@ def clamped_alpha(log_alpha):
 def mse_loss(pred, target):
     """Squared error summed over joints, mean over the batch (pred [B, 1, J])."""
     return ((pred[:, 0] - target) ** 2).sum(-1).mean()
+
+
+def _check_energies(name, e, dims):
+    if not isinstance(e, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor, got {type(e).__name__}")
+    if e.dim() not in dims:
+        raise ValueError(f"{name} must have {' or '.join(f'{d} dims' for d in dims)}, got shape {tuple(e.shape)}")
+    if not e.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {e.dtype}")
+
+
+def energy_nce_loss(e_pos, e_neg, tau=1.0):
+    """NCE loss of an energy model (low energy = good grasp).
+
+    Args:
+        e_pos: [P] energies of the positives, E(x_i, y_i) (P >= 1).
+        e_neg: [P, Q] negatives per positive, or [Q] negatives shared by every
+            positive (the batch's failed grasps). Q may be 0.
+        tau: temperature > 0.
+
+    Returns the scalar mean over positives of
+        l_i = e_i/tau + log( exp(-e_i/tau) + sum_j exp(-e_neg_ij/tau) )
+            = -log softmax_0([-e_i, -e_neg_i1, ...] / tau),
+    computed as logsumexp([0, (e_i - e_ij)/tau]), so no energy overflows; l_i >= 0.
+    """
+    _check_energies("e_pos", e_pos, (1,))
+    _check_energies("e_neg", e_neg, (1, 2))
+    if not isinstance(tau, (int, float)) or isinstance(tau, bool) or not math.isfinite(tau) or tau <= 0:
+        raise ValueError(f"tau must be a finite number > 0, got {tau!r}")
+    P = e_pos.shape[0]
+    if P == 0:
+        raise ValueError("e_pos must hold at least one positive energy")
+    if e_neg.dim() == 2 and e_neg.shape[0] != P:
+        raise ValueError(f"e_neg [P, Q] must have P = {P} rows (one per positive), got shape {tuple(e_neg.shape)}")
+    neg = e_neg if e_neg.dim() == 2 else e_neg.unsqueeze(0).expand(P, -1)
+    # l_i = logsumexp([0, (e_i - e_ij) / tau]_j): energy differences first, so
+    # large but close energies lose no precision
+    diff = (e_pos.unsqueeze(1) - neg.to(e_pos.dtype)) / tau  # [P, Q]
+    return torch.logsumexp(torch.cat([torch.zeros_like(e_pos).unsqueeze(1), diff], 1), 1).mean()

@@ -40,3 +40,26 @@ def grasp_joint_metrics(pred, logits, target, thresholds_deg=(10, 15, 20)):
     else:
         out["diversity"] = 0.0
     return out
+
+
+def energy_alignment(e_pos, e_neg):
+    """Fraction of positives whose energy is strictly below every negative.
+
+    Args:
+        e_pos: [P] energies of the successful grasps of a batch (P >= 1).
+        e_neg: [Q] energies of its failed grasps (Q = 0: every positive counts).
+
+    Returns a float in [0, 1] (a tie with the lowest negative does not count).
+    NaN energies raise ValueError.
+    """
+    for name, e in (("e_pos", e_pos), ("e_neg", e_neg)):
+        if not isinstance(e, torch.Tensor) or e.dim() != 1:
+            raise ValueError(f"{name} must be a 1-D tensor, got "
+                             f"{tuple(e.shape) if isinstance(e, torch.Tensor) else type(e).__name__}")
+        if torch.isnan(e).any():
+            raise ValueError(f"{name} contains NaN")
+    if e_pos.numel() == 0:
+        raise ValueError("e_pos must hold at least one positive energy")
+    if e_neg.numel() == 0:
+        return 1.0
+    return float((e_pos.detach().double() < e_neg.detach().double().min()).double().mean())

@@ -12,7 +12,8 @@ import torch
 
 from pcgrasp.models import GraspModel, PointEncoder
 from pcgrasp.train.config import load_config
-from pcgrasp.train.loops import finetune, fit, grasp_loss
+from pcgrasp.train.engine import fit
+from pcgrasp.train.jepa import finetune, grasp_loss
 
 pytestmark = pytest.mark.pipeline  # end to end: the sanitizer run skips these
 
@@ -90,7 +91,7 @@ def _run(out, per_rank_batch):
     """Gradient of the first batch, then two epochs of fit; saved by rank 0."""
     from torch.nn.parallel import DistributedDataParallel as DDP
 
-    from pcgrasp.train.loops import world
+    from pcgrasp.train.engine import world
 
     rank, ws = world()
     model, data = _ddp_model(), _ddp_data()

@@ -4,6 +4,7 @@
 - ``jepa``: the Point-JEPA grasp-joint pipeline (generate, split, pretrain,
   train, evaluate, sweep, demo)
 - ``scenes``: synthetic cluttered scenes in the GraspNet-1B layout (generate-scenes)
+- ``ebm``: the energy-based grasp planner (ebm generate|train|sweep|refine)
 
 ``--config`` takes a YAML path or the name of a packaged config. Trailing
 ``key.sub=value`` arguments override the config. Under torchrun the training
@@ -12,9 +13,9 @@ commands run data-parallel (DDP).
 import argparse
 import sys
 
-from . import jepa, scenes
+from . import ebm, jepa, scenes
 
-PIPELINES = (jepa, scenes)
+PIPELINES = (jepa, scenes, ebm)
 
 
 def main(argv=None):

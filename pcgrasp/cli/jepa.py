@@ -35,7 +35,7 @@ def metrics_table(results):
 
 
 def cmd_demo(a):
-    from ..train.loops import finetune, pretrain
+    from ..train.jepa import finetune, pretrain
 
     cfg = _cfg(a)
     t0 = time.time()
@@ -110,11 +110,11 @@ def run(a):
             print(f"pack {pack} budget {b:>5}: train {len(m['train'])} val {len(m['val'])} test {len(m['test'])}"
                   f" heldout {len(m['heldout'])}")
     elif a.cmd == "pretrain":
-        from ..train.loops import pretrain
+        from ..train.jepa import pretrain
 
         print(pretrain(_cfg(a), resume=a.resume, progress=not a.quiet))
     elif a.cmd == "train":
-        from ..train.loops import finetune
+        from ..train.jepa import finetune
 
         cfg = _cfg(a)
         for k in ("init", "head", "budget", "pack", "seed"):
@@ -124,7 +124,7 @@ def run(a):
         print(run_dir)
         print(json.dumps(m, indent=1))
     elif a.cmd == "evaluate":
-        from ..train.loops import evaluate_checkpoint
+        from ..train.jepa import evaluate_checkpoint
 
         print(json.dumps(evaluate_checkpoint(a.checkpoint, a.split), indent=1))
     elif a.cmd == "sweep":

@@ -1,8 +1,9 @@
-"""Point-JEPA grasp-joint models. Depend only on the public pcgrasp.ops API."""
+"""Models: Point-JEPA grasp-joint models and the energy-based grasp model. Depend only on the public pcgrasp.ops API."""
 from .tokenizer import PatchTokenizer
 from .transformer import TransformerEncoder
 from .jepa import PointEncoder, PointJEPA, sample_blocks, ema_update, ema_momentum
 from .grasp import AttentionPool, GraspModel, WTAHead, MSEHead
+from .ebm import GraspEnergyModel
 
 __all__ = ["PatchTokenizer", "TransformerEncoder", "PointEncoder", "PointJEPA", "sample_blocks", "ema_update",
-           "ema_momentum", "AttentionPool", "GraspModel", "WTAHead", "MSEHead"]
+           "ema_momentum", "AttentionPool", "GraspModel", "WTAHead", "MSEHead", "GraspEnergyModel"]

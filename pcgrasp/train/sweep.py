@@ -8,7 +8,7 @@ import os
 
 import numpy as np
 
-from .loops import finetune, pretrain
+from .jepa import finetune, pretrain
 
 METRIC = "top_logit_rmse"
 

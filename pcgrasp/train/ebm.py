@@ -1,0 +1,302 @@
+"""Energy-based grasp planner on top of the training engine: Dex-Net-layout
+data (the synthetic default generated when missing), ``GraspEnergyModel``,
+the NCE loss, alignment / ranking metrics, the temperature sweep and
+refinement by energy descent."""
+import copy
+import json
+import math
+import os
+
+import numpy as np
+import torch
+
+from ..data.dexnet import DexNetDataset, image_split
+from ..losses import energy_nce_loss
+from ..metrics import energy_alignment
+from ..models import GraspEnergyModel
+from .engine import fit, pick_device, seed_everything, world
+
+
+def ensure_data(cfg, progress=True):
+    d = cfg["data"]
+    if not os.path.isdir(d["root"]) or not any(f.startswith("depth_ims_tf_table_") for f in os.listdir(d["root"])):
+        from ..data.synthetic.dexnet import generate_dexnet
+
+        generate_dexnet(d["root"], seed=cfg.get("seed", 0), crop_window=d.get("crop_window", 64), progress=progress,
+                        **d.get("generate", {}))
+
+
+def datasets(cfg):
+    """(train, val) ``DexNetDataset``s, split image-wise."""
+    d = cfg["data"]
+    full = DexNetDataset(d["root"])
+    ids = full.image_ids.numpy() if full.image_ids is not None else np.arange(len(full))
+    tr, va = image_split(ids, d.get("val_fraction", 0.2), cfg.get("seed", 0))
+    return DexNetDataset(d["root"], images=tr), DexNetDataset(d["root"], images=va)
+
+
+def build_model(cfg):
+    return GraspEnergyModel(**cfg.get("model", {}))
+
+
+def nce_loss(tau):
+    """The engine's loss_fn: NCE over a batch, the batch's failures are the
+    negatives shared by every success (no successes: zero loss)."""
+    def loss_fn(net, batch):
+        crops, grasps, labels = batch
+        e = net(crops, grasps)
+        pos = labels > 0.5
+        if not pos.any():
+            return e.sum() * 0
+        return energy_nce_loss(e[pos].float(), e[~pos].float(), tau)
+    return loss_fn
+
+
+@torch.no_grad()
+def evaluate(model, dataset, device, batch_size, tau=None, seed=0):
+    """alignment: mean over shuffled batches of ``batch_size`` of the fraction
+    of the batch's successes below all its failures; ranking_accuracy: over
+    all (success, failure) pairs of the set, the fraction with E(success) <
+    E(failure) (ties count half: the ROC AUC of -E); plus the NCE loss."""
+    model.eval().to(device)
+    g = torch.Generator().manual_seed(seed)
+    energies, labels, align, losses = [], [], [], []
+    for crops, grasps, lab in torch.utils.data.DataLoader(dataset, batch_size=batch_size, shuffle=True, generator=g):
+        e = model(crops.to(device), grasps.to(device)).float().cpu()
+        pos = lab > 0.5
+        if pos.any():
+            align.append(energy_alignment(e[pos], e[~pos]))
+            if tau is not None:
+                losses.append(float(energy_nce_loss(e[pos], e[~pos], tau)))
+        energies.append(e)
+        labels.append(lab)
+    if not energies:
+        return {}
+    e, lab = torch.cat(energies).double(), torch.cat(labels) > 0.5
+    ep, en = e[lab], e[~lab]
+    out = {"alignment": float(np.mean(align))} if align else {}  # no successes: nothing to align
+    if len(ep) and len(en):
+        # AUC by ranks: pairs (p, n) with e_p < e_n, ties half
+        r = torch.from_numpy(_average_ranks(torch.cat([ep, en]).numpy()))
+        out["ranking_accuracy"] = float((len(ep) * len(en) + len(ep) * (len(ep) + 1) / 2 - r[:len(ep)].sum())
+                                        / (len(ep) * len(en)))
+    if losses:
+        out["nce_loss"] = float(np.mean(losses))
+    return out
+
+
+def _average_ranks(x):
+    """1-based ranks, ties get their average rank."""
+    order = np.argsort(x, kind="stable")
+    ranks = np.empty(len(x))
+    xs = x[order]
+    i = 0
+    while i < len(x):
+        j = i
+        while j + 1 < len(x) and xs[j + 1] == xs[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return ranks
+
+
+def train(cfg, resume=False, run_dir=None, progress=True):
+    """Trains one energy model at ``train.tau``; returns (run_dir, val metrics)."""
+    t = cfg["train"]
+    seed = cfg.get("seed", 0)
+    seed_everything(seed)
+    ensure_data(cfg, progress)
+    device = pick_device(cfg.get("device", "auto"))
+    train_ds, val_ds = datasets(cfg)
+    seed_everything(seed)
+    model = build_model(cfg)
+    model.set_normalization(train_ds.crops, train_ds.grasps)
+    run_dir = run_dir or os.path.join(t["out"], f"tau_{t['tau']:g}")
+    stage = {"schedule": "constant", **t}
+    fit(model, nce_loss(t["tau"]), train_ds, stage, run_dir,
+        [{"params": model.parameters(), "lr": t.get("lr", 1e-4)}], seed, device, resume,
+        eval_fn=lambda: evaluate(model, val_ds, device, t["batch_size"], t["tau"], seed), desc=f"ebm tau={t['tau']:g}",
+        progress=progress, make_optimizer=lambda groups: torch.optim.Adam(groups, weight_decay=t.get("weight_decay", 0)))
+    metrics = evaluate(model, val_ds, device, t["batch_size"], t["tau"], seed)
+    if world()[0] == 0:
+        torch.save({"model": model.state_dict(), "cfg": cfg}, os.path.join(run_dir, "model.pt"))
+        with open(os.path.join(run_dir, "val_metrics.json"), "w") as f:
+            json.dump({"train": len(train_ds), "val": len(val_ds),
+                       "train_success_fraction": float(train_ds.labels.mean()), **metrics}, f, indent=1)
+    return run_dir, metrics
+
+
+def load_model(path, device="cpu"):
+    state = torch.load(path, map_location="cpu", weights_only=False)
+    model = build_model(state["cfg"])
+    model.load_state_dict(state["model"])
+    return model.to(device).eval(), state["cfg"]
+
+
+# ---------------------------------------------------------------- sweep
+def sweep(cfg, progress=True, log=print):
+    """Trains one model per temperature in ``sweep.taus``; writes table.md,
+    results.json and alignment_vs_tau.png under ``sweep.out``."""
+    s = cfg["sweep"]
+    rows = []
+    for tau in s["taus"]:
+        c = copy.deepcopy(cfg)
+        c["train"].update(tau=tau, out=os.path.join(s["out"], "runs"))
+        run, m = train(c, progress=progress)
+        rows.append({"tau": tau, "run": run, **m})
+        log(f"tau {tau:>6g}: alignment {m.get('alignment', float('nan')):.3f} "
+            f"ranking accuracy {m.get('ranking_accuracy', float('nan')):.3f}")
+    os.makedirs(s["out"], exist_ok=True)
+    with open(os.path.join(s["out"], "results.json"), "w") as f:
+        json.dump({"config": cfg, "rows": rows}, f, indent=1)
+    table = sweep_table(rows, cfg["train"]["batch_size"])
+    with open(os.path.join(s["out"], "table.md"), "w") as f:
+        f.write(table)
+    sweep_plot(rows, os.path.join(s["out"], "alignment_vs_tau.png"))
+    return rows, table
+
+
+def sweep_table(rows, batch_size):
+    lines = ["| τ | alignment (%) | ranking accuracy (%) | val NCE loss |", "|---:|---:|---:|---:|"]
+    for r in rows:
+        cells = [f"{100 * r[k]:.1f}" if k in r else "—" for k in ("alignment", "ranking_accuracy")]
+        lines.append(f"| {r['tau']:g} | {cells[0]} | {cells[1]} | "
+                     + (f"{r['nce_loss']:.3f} |" if "nce_loss" in r else "— |"))
+    lines += ["", f"Validation split (image-wise). Alignment: mean over shuffled batches of {batch_size} of the share "
+              "of successful grasps whose energy is below every failed grasp of the batch. Ranking accuracy: share of "
+              "all (success, failure) pairs ordered correctly by energy (ROC AUC of −E)."]
+    return "\n".join(lines) + "\n"
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def sweep_plot(rows, path):
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
+    taus = [r["tau"] for r in rows]
+    for key, label in (("alignment", "alignment"), ("ranking_accuracy", "ranking accuracy")):
+        ax.plot(taus, [100 * r.get(key, float("nan")) for r in rows], marker="o", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("temperature τ")
+    ax.set_ylabel("validation (%)")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+# ---------------------------------------------------------------- refinement
+def refine(cfg, checkpoint=None, progress=True, log=print):
+    """Random grasps on held-out synthetic images, refined by energy descent;
+    success rates (the generator's analytic label) before and after, and an
+    energy-contour figure of one image. Writes results.json, table.md and
+    energy_contour.png under ``refine.out``."""
+    from ..data.synthetic.dexnet import make_view, robust_grasp_metric
+    from ..data.dexnet import SUCCESS_THRESHOLD
+    from ..planning import grasp_energy, refine_grasps
+
+    r, d = cfg["refine"], cfg["data"]
+    for key in ("images", "grasps_per_image"):
+        if isinstance(r[key], bool) or not isinstance(r[key], int) or r[key] < 1:
+            raise ValueError(f"refine.{key} must be an integer >= 1, got {r[key]!r}")
+    checkpoint = checkpoint or r.get("checkpoint") or _best_checkpoint(cfg)
+    model, mcfg = load_model(checkpoint)
+    gen = {**mcfg["data"].get("generate", {}), **d.get("generate", {})}
+    size, window = gen.get("image_size", 128), d.get("crop_window", 64)
+    rng = np.random.default_rng(cfg.get("seed", 0) + 1)
+    results, first = [], None
+    it = range(r["images"])
+    if progress:
+        from tqdm import tqdm
+
+        it = tqdm(it, desc="refine", dynamic_ncols=True)
+    for k in it:
+        view = make_view(r.get("first_image", 100000) + k, cfg.get("seed", 0), size)
+        depth = torch.from_numpy(view["depth"])
+        valid = view["depth"][view["depth"] > 0]
+        bounds = [[0, size - 1], [0, size - 1], [float(valid.min()) - 0.01, float(valid.max())], [0, math.pi]]
+        n = r["grasps_per_image"]
+        y0 = torch.tensor(np.stack([rng.uniform(*bounds[0], n), rng.uniform(*bounds[1], n),
+                                    rng.uniform(*bounds[2], n), rng.uniform(0, math.pi, n)], 1), dtype=torch.float32)
+        traj, energies = refine_grasps(model, depth, y0, r["steps"], r["lr"], bounds, model.crop_size, window)
+        label = lambda y: robust_grasp_metric(view["mesh"], y.numpy(), view["K"], view["camera_pose"],
+                                              gen.get("perturbations", 8), np.random.default_rng(k)) > SUCCESS_THRESHOLD
+        s0, s1 = label(traj[0]), label(traj[-1])
+        best = int(energies[-1].argmin())
+        results.append({"image": k, "initial_success": float(s0.mean()), "refined_success": float(s1.mean()),
+                        "lowest_energy_success": float(s1[best]), "initial_energy": float(energies[0].mean()),
+                        "refined_energy": float(energies[-1].mean())})
+        if first is None:
+            first = (view, traj, energies, s0, s1)
+    summary = {"checkpoint": checkpoint, "images": r["images"], "grasps_per_image": r["grasps_per_image"],
+               "steps": r["steps"], "lr": r["lr"]}
+    for key in ("initial_success", "refined_success", "lowest_energy_success", "initial_energy", "refined_energy"):
+        summary[key] = float(np.mean([x[key] for x in results]))
+    os.makedirs(r["out"], exist_ok=True)
+    with open(os.path.join(r["out"], "results.json"), "w") as f:
+        json.dump({"summary": summary, "per_image": results}, f, indent=1)
+    table = ("| grasps | success rate (%) | mean energy |\n|---|---:|---:|\n"
+             f"| random initial | {100 * summary['initial_success']:.1f} | {summary['initial_energy']:.3f} |\n"
+             f"| refined ({r['steps']} steps) | {100 * summary['refined_success']:.1f} | "
+             f"{summary['refined_energy']:.3f} |\n"
+             f"| lowest-energy refined grasp per image | {100 * summary['lowest_energy_success']:.1f} | — |\n")
+    with open(os.path.join(r["out"], "table.md"), "w") as f:
+        f.write(table)
+    contour_plot(model, *first, window, os.path.join(r["out"], "energy_contour.png"), grasp_energy)
+    log(table)
+    return summary, table
+
+
+def _best_checkpoint(cfg):
+    path = os.path.join(cfg["sweep"]["out"], "results.json")
+    if os.path.exists(path):
+        with open(path) as f:
+            rows = json.load(f)["rows"]
+        best = max(rows, key=lambda x: x.get("alignment", -1))
+        return os.path.join(best["run"], "model.pt")
+    return os.path.join(cfg["train"]["out"], f"tau_{cfg['train']['tau']:g}", "model.pt")
+
+
+@torch.no_grad()
+def contour_plot(model, view, traj, energies, s0, s1, window, path, grasp_energy, grid=48):
+    """Left: the depth image with the descent paths (start o, end x; green =
+    refined grasp succeeds). Right: E over (row, col) with the lowest-energy
+    refined grasp's depth and angle, as the EBM report's Figures 8-9."""
+    plt = _plt()
+    depth = torch.from_numpy(view["depth"])
+    H, W = depth.shape
+    best = traj[-1, int(energies[-1].argmin())]
+    rows, cols = torch.linspace(0, H - 1, grid), torch.linspace(0, W - 1, grid)
+    rr, cc = torch.meshgrid(rows, cols, indexing="ij")
+    ys = torch.stack([rr.flatten(), cc.flatten(), best[2].expand(grid * grid), best[3].expand(grid * grid)], 1)
+    e = torch.cat([grasp_energy(model, depth, ys[i:i + 512], model.crop_size, window) for i in range(0, len(ys), 512)])
+    fig, ax = plt.subplots(1, 2, figsize=(10, 4.5), dpi=110)
+    ax[0].imshow(view["depth"], cmap="gray")
+    for i in range(traj.shape[1]):
+        col = "tab:green" if s1[i] else "tab:red"
+        ax[0].plot(traj[:, i, 1], traj[:, i, 0], "-", color=col, lw=0.8, alpha=0.8)
+        ax[0].plot(traj[0, i, 1], traj[0, i, 0], "o", color=col, ms=3, mfc="none")
+        ax[0].plot(traj[-1, i, 1], traj[-1, i, 0], "x", color=col, ms=4)
+    ax[0].set_title(f"descent paths: success {100 * s0.mean():.0f}% → {100 * s1.mean():.0f}%")
+    cs = ax[1].contourf(cc.numpy(), rr.numpy(), e.view(grid, grid).numpy(), levels=20, cmap="viridis")
+    ax[1].contour(cc.numpy(), rr.numpy(), (torch.from_numpy(view["hit"])[rr.long(), cc.long()] == 0).float().numpy(),
+                  levels=[0.5], colors="w", linewidths=1)
+    ax[1].plot(best[1], best[0], "r*", ms=10)
+    ax[1].invert_yaxis()
+    ax[1].set_aspect("equal")
+    ax[1].set_title(f"E(row, col) at depth {best[2]:.3f} m, angle {math.degrees(best[3]):.0f}°")
+    fig.colorbar(cs, ax=ax[1], label="energy")
+    for a in ax:
+        a.set_xlabel("column (px)")
+        a.set_ylabel("row (px)")
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

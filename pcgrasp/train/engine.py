@@ -1,0 +1,197 @@
+"""The one training engine, shared by every pipeline (train/jepa.py, train/ebm.py, ...).
+
+``fit`` runs the generic loop: an optimiser over the pipeline's parameter groups
+(AdamW by default, or the one the pipeline builds), linear warm-up + cosine
+decay per step (or a constant rate), gradient clipping, bf16 autocast on GPU,
+tqdm progress, CSV + TensorBoard logs, a checkpoint after every epoch
+(``last.pt``) that ``resume=True`` continues exactly (model, optimiser,
+schedule, loader and torch RNG state), ``stop_after_epochs`` to end a process
+early, an optional per-epoch evaluation hook, and DDP when launched by torchrun
+(WORLD_SIZE > 1; DistributedSampler, rank 0 writes). It knows nothing about
+models, data or losses: the pipeline passes a ``loss_fn(net, batch)``.
+"""
+import csv
+import math
+import os
+import random
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+# ---------------------------------------------------------------- setup
+def seed_everything(seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def pick_device(name="auto"):
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def world():
+    """(rank, world_size), initialising the process group under torchrun."""
+    n = int(os.environ.get("WORLD_SIZE", "1"))
+    if n > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def cosine_with_warmup(total, warmup):
+    def f(step):
+        if step < warmup:
+            return (step + 1) / max(1, warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, (step - warmup) / max(1, total - warmup))))
+    return f
+
+
+class Logger:
+    """CSV + TensorBoard (when installed), rank 0 only."""
+
+    def __init__(self, run_dir, enabled=True):
+        self.enabled, self.path, self.tb = enabled, os.path.join(run_dir, "log.csv"), None
+        if enabled:
+            os.makedirs(run_dir, exist_ok=True)
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+                self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
+            except Exception:  # tensorboard not installed: CSV only
+                self.tb = None
+
+    def log(self, step, **values):
+        if not self.enabled:
+            return
+        new = not os.path.exists(self.path)
+        with open(self.path, "a", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["step"] + sorted(values))
+            if new:
+                w.writeheader()
+            w.writerow({"step": step, **values})
+        if self.tb:
+            for k, v in values.items():
+                self.tb.add_scalar(k, v, step)
+            self.tb.flush()
+
+
+# ---------------------------------------------------------------- checkpoints
+def save_checkpoint(path, model, opt, sched, epoch, step, loader_rng):
+    """Everything ``load_checkpoint`` needs to continue the run bit-exactly
+    (written to a temporary file, then renamed)."""
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                "epoch": epoch, "step": step, "loader_rng": loader_rng.get_state(),
+                "torch_rng": torch.get_rng_state()}, tmp)
+    os.replace(tmp, path)
+
+
+def load_checkpoint(path, model, opt, sched, loader_rng, device):
+    """Restores a ``save_checkpoint`` file in place; returns (epoch, step)."""
+    state = torch.load(path, map_location=device, weights_only=False)
+    model.load_state_dict(state["model"])
+    opt.load_state_dict(state["opt"])
+    sched.load_state_dict(state["sched"])
+    loader_rng.set_state(state["loader_rng"])
+    torch.set_rng_state(state["torch_rng"])
+    return state["epoch"], state["step"]
+
+
+def make_schedule(name, total, warmup):
+    """Per-step multiplier of the learning rate: ``cosine`` (linear warm-up then
+    cosine decay to 0) or ``constant``."""
+    if name == "cosine":
+        return cosine_with_warmup(total, warmup)
+    if name == "constant":
+        return lambda step: 1.0
+    raise ValueError(f"schedule must be 'cosine' or 'constant', got {name!r}")
+
+
+# ---------------------------------------------------------------- the loop
+def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device, resume=False,
+        after_step=None, eval_fn=None, desc="train", progress=True, make_optimizer=None):
+    """Trains ``model`` for ``cfg_stage["epochs"]``; returns the number of steps taken.
+
+    Args:
+        loss_fn: ``loss_fn(net, batch) -> scalar loss``; ``net`` is the model
+            (DDP-wrapped under torchrun); a batch is what the DataLoader yields,
+            moved to ``device``.
+        dataset: a map-style dataset.
+        cfg_stage: dict with ``epochs``, ``batch_size`` and optionally
+            ``shuffle`` (True), ``weight_decay`` (0.05, AdamW only), ``schedule``
+            (``cosine`` | ``constant``), ``warmup_epochs`` (0), ``clip``
+            (max gradient norm), ``stop_after_epochs``.
+        param_groups: the optimiser's parameter groups (each with its ``lr``).
+        make_optimizer: ``make_optimizer(param_groups) -> torch.optim.Optimizer``;
+            default AdamW with ``cfg_stage["weight_decay"]``.
+        after_step: ``after_step(step, total_steps)`` after every optimiser step.
+        eval_fn: ``eval_fn() -> dict of floats`` after every epoch (rank 0),
+            logged with a ``val/`` prefix.
+    """
+    rank, ws = world()
+    model.to(device)
+    ddp = ws > 1
+    net = nn.parallel.DistributedDataParallel(model) if ddp else model
+    bs = cfg_stage["batch_size"]
+    g = torch.Generator().manual_seed(seed)
+    if ddp:
+        sampler = torch.utils.data.distributed.DistributedSampler(dataset, ws, rank, shuffle=cfg_stage.get("shuffle", True),
+                                                                  seed=seed, drop_last=True)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=bs, sampler=sampler, drop_last=True)
+    else:
+        sampler = None
+        loader = torch.utils.data.DataLoader(dataset, batch_size=bs, shuffle=cfg_stage.get("shuffle", True),
+                                             generator=g, drop_last=len(dataset) > bs)
+    epochs = cfg_stage["epochs"]
+    total = max(1, epochs * len(loader))
+    if make_optimizer is None:
+        opt = torch.optim.AdamW(param_groups, weight_decay=cfg_stage.get("weight_decay", 0.05))
+    else:
+        opt = make_optimizer(param_groups)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, make_schedule(cfg_stage.get("schedule", "cosine"), total,
+                                                                 cfg_stage.get("warmup_epochs", 0) * len(loader)))
+    start_epoch, step = 0, 0
+    ckpt = os.path.join(run_dir, "last.pt")
+    if resume and os.path.exists(ckpt):
+        start_epoch, step = load_checkpoint(ckpt, model, opt, sched, g, device)
+    logger = Logger(run_dir, rank == 0)
+    amp = device.type == "cuda"
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover
+        tqdm = None
+    # stop_after_epochs: end this process early (a preemption), resume later
+    stop = min(epochs, start_epoch + cfg_stage["stop_after_epochs"]) if cfg_stage.get("stop_after_epochs") else epochs
+    for epoch in range(start_epoch, stop):
+        if sampler is not None:
+            sampler.set_epoch(epoch)
+        model.train()
+        it = loader
+        if tqdm and progress and rank == 0:
+            it = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True)
+        run_loss, n = 0.0, 0
+        for batch in it:
+            batch = [b.to(device) for b in batch] if isinstance(batch, (list, tuple)) else batch.to(device)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+                loss = loss_fn(net, batch)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg_stage.get("clip"):
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg_stage["clip"])
+            opt.step()
+            sched.step()
+            step += 1
+            if after_step:
+                after_step(step, total)
+            run_loss += loss.item()
+            n += 1
+        values = {"loss": run_loss / max(1, n), "lr": sched.get_last_lr()[-1], "epoch": epoch + 1}
+        if eval_fn and rank == 0:
+            values.update({f"val/{k}": v for k, v in eval_fn().items()})
+        logger.log(step, **values)
+        if rank == 0:
+            save_checkpoint(ckpt, model, opt, sched, epoch + 1, step, g)
+    return step

@@ -1,0 +1,311 @@
+"""Energy-based grasp planner: NCE loss and alignment against independent
+NumPy oracles, the energy model, differentiable crops, refinement by energy
+descent on a trained toy model, and a tiny end-to-end CLI run."""
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from pcgrasp.data.dexnet import grasp_crops
+from pcgrasp.losses import energy_nce_loss
+from pcgrasp.metrics import energy_alignment
+from pcgrasp.models import GraspEnergyModel
+from pcgrasp.planning import grasp_energy, refine_grasps
+
+
+# ---------------------------------------------------------------- oracles
+def nce_numpy(e_pos, e_neg, tau):
+    """l_i = e_i/tau + log(exp(-e_i/tau) + sum_j exp(-e_ij/tau)), mean over i;
+    the log-sum of exponentials by shifting with the largest exponent."""
+    e_pos = np.asarray(e_pos, np.float64)
+    e_neg = np.asarray(e_neg, np.float64)
+    if e_neg.ndim == 1:
+        e_neg = np.tile(e_neg, (len(e_pos), 1))
+    out = []
+    for i in range(len(e_pos)):
+        a = np.concatenate([[-e_pos[i] / tau], -e_neg[i] / tau])
+        m = a.max()
+        out.append(e_pos[i] / tau + m + math.log(sum(math.exp(v - m) for v in a)))
+    return float(np.mean(out))
+
+
+def alignment_numpy(e_pos, e_neg):
+    return float(np.mean([all(p < n for n in e_neg) for p in e_pos]))
+
+
+# ---------------------------------------------------------------- loss
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("tau", [1, 10, 100, 1000])
+def test_nce_loss_matches_numpy(rng, dtype, tau):
+    for P, Q, shared in [(1, 0, True), (1, 1, False), (5, 7, True), (6, 3, False), (4, 1, True)]:
+        scale = rng.choice([0.1, 10.0, 300.0])
+        e_pos = rng.normal(0, scale, P)
+        e_neg = rng.normal(0, scale, Q if shared else (P, Q))
+        got = energy_nce_loss(torch.tensor(e_pos, dtype=dtype), torch.tensor(e_neg, dtype=dtype), tau)
+        assert got.dtype == dtype
+        want = nce_numpy(e_pos, e_neg, tau)
+        tol = 1e-5 if dtype == torch.float32 else 1e-12
+        assert abs(float(got) - want) <= tol * max(1.0, abs(want)), (P, Q, shared, float(got), want)
+
+
+def test_nce_loss_extreme_energies_do_not_overflow():
+    # exp(1e6) overflows any float: the loss must stay finite and exact
+    cases = [([-1e6], [1e6, 1e6], 1, 0.0),           # positive far below: l = log(1 + 2 e^{-2e6}) = 0
+             ([1e6], [-1e6], 1, 2e6),                 # far above: l = 2e6 + log(1 + e^{-2e6})
+             ([3e5, 3e5], [3e5, 3e5, 3e5], 10, math.log(4.0)),  # ties: log(1 + Q)
+             ([-1e30], [1e30], 1000, 0.0)]
+    for e_pos, e_neg, tau, want in cases:
+        for dtype in (torch.float32, torch.float64):
+            ep = torch.tensor(e_pos, dtype=dtype, requires_grad=True)
+            got = energy_nce_loss(ep, torch.tensor(e_neg, dtype=dtype), tau)
+            assert torch.isfinite(got)
+            assert float(got.detach()) == pytest.approx(want, rel=1e-6, abs=1e-6)
+            got.backward()
+            assert torch.isfinite(ep.grad).all()
+    assert nce_numpy([1e6], [-1e6], 1) == pytest.approx(2e6)  # the oracle survives it too
+
+
+def test_nce_loss_gradient(rng):
+    e_pos = torch.tensor(rng.normal(0, 3, 4), requires_grad=True)
+    e_neg = torch.tensor(rng.normal(0, 3, (4, 5)), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: energy_nce_loss(a, b, 2.0), (e_pos, e_neg))
+    e_neg = torch.tensor(rng.normal(0, 3, 6), requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: energy_nce_loss(a, b, 7.0), (e_pos, e_neg))
+    # lowering a positive's energy lowers the loss; lowering a negative's raises it
+    e_pos.grad = None
+    energy_nce_loss(e_pos, e_neg, 1.0).backward()
+    assert (e_pos.grad > 0).all() and (e_neg.grad < 0).all()
+
+
+def test_nce_loss_bad_inputs():
+    ok = torch.zeros(3)
+    with pytest.raises(ValueError, match="e_pos"):
+        energy_nce_loss(torch.zeros(3, 1), ok, 1.0)
+    with pytest.raises(ValueError, match="e_pos"):
+        energy_nce_loss(torch.zeros(0), ok, 1.0)
+    with pytest.raises(ValueError, match="e_neg"):
+        energy_nce_loss(ok, torch.zeros(2, 4), 1.0)
+    with pytest.raises(ValueError, match="e_neg"):
+        energy_nce_loss(ok, torch.zeros(3, 4, 1), 1.0)
+    with pytest.raises(TypeError, match="e_pos"):
+        energy_nce_loss(torch.zeros(3, dtype=torch.int64), ok, 1.0)
+    with pytest.raises(TypeError, match="e_neg"):
+        energy_nce_loss(ok, [0.0, 1.0], 1.0)
+    for tau in (0, -1.0, float("nan"), float("inf"), True, "1"):
+        with pytest.raises(ValueError, match="tau"):
+            energy_nce_loss(ok, ok, tau)
+
+
+# ---------------------------------------------------------------- alignment
+def test_alignment_hand_cases():
+    t = torch.tensor
+    assert energy_alignment(t([1.0, 2.0, 3.0]), t([2.5, 4.0])) == pytest.approx(2 / 3)
+    assert energy_alignment(t([2.0]), t([2.0, 5.0])) == 0.0     # a tie is not below
+    assert energy_alignment(t([-5.0, -4.0]), t([])) == 1.0       # no negatives
+    assert energy_alignment(t([9.0, 9.0]), t([1.0])) == 0.0
+    assert energy_alignment(t([0.0, 0.0, 0.5]), t([0.5, 0.7])) == pytest.approx(2 / 3)  # duplicates
+
+
+def test_alignment_matches_brute_force(rng):
+    for _ in range(20):
+        e_pos = rng.integers(-5, 5, rng.integers(1, 12)).astype(np.float64)  # integers: many ties
+        e_neg = rng.integers(-5, 5, rng.integers(0, 12)).astype(np.float64)
+        for dtype in (torch.float32, torch.float64):
+            got = energy_alignment(torch.tensor(e_pos, dtype=dtype), torch.tensor(e_neg, dtype=dtype))
+            assert 0.0 <= got <= 1.0
+            assert got == pytest.approx(alignment_numpy(e_pos, e_neg))
+
+
+def test_alignment_bad_inputs():
+    with pytest.raises(ValueError, match="e_pos"):
+        energy_alignment(torch.zeros(0), torch.zeros(3))
+    with pytest.raises(ValueError, match="e_pos"):
+        energy_alignment(torch.zeros(2, 2), torch.zeros(3))
+    with pytest.raises(ValueError, match="e_neg"):
+        energy_alignment(torch.zeros(2), [1.0])
+    with pytest.raises(ValueError, match="e_neg"):
+        energy_alignment(torch.zeros(2), torch.tensor([1.0, float("nan")]))
+
+
+# ---------------------------------------------------------------- crops
+def bilinear_numpy(img, r, c):
+    H, W = img.shape
+    r, c = min(max(r, 0.0), H - 1.0), min(max(c, 0.0), W - 1.0)
+    r0, c0 = min(int(math.floor(r)), H - 2), min(int(math.floor(c)), W - 2)
+    fr, fc = r - r0, c - c0
+    return ((1 - fr) * (1 - fc) * img[r0, c0] + (1 - fr) * fc * img[r0, c0 + 1]
+            + fr * (1 - fc) * img[r0 + 1, c0] + fr * fc * img[r0 + 1, c0 + 1])
+
+
+def test_grasp_crops_match_rotated_bilinear_sampling(rng):
+    img = rng.random((23, 31))
+    grasps = np.array([[11.0, 15.0, 0.5, 0.0], [7.3, 20.6, 0.5, 0.7], [2.0, 29.5, 0.5, 2.9], [20.0, 3.0, 0.5, 1.5]])
+    size, window = 8, 12
+    got = grasp_crops(torch.tensor(img), torch.tensor(grasps), size, window).numpy()
+    assert got.shape == (4, 1, size, size)
+    s = window / size
+    for n, (row, col, _, a) in enumerate(grasps):
+        for i in range(size):
+            for j in range(size):
+                u, v = (j - (size - 1) / 2) * s, (i - (size - 1) / 2) * s  # along / across the closing axis
+                want = bilinear_numpy(img, row + u * math.sin(a) + v * math.cos(a),
+                                      col + u * math.cos(a) - v * math.sin(a))
+                assert got[n, 0, i, j] == pytest.approx(want, abs=1e-9)
+    # angle 0, window = size, integer-aligned centre: a plain slice
+    crop = grasp_crops(torch.tensor(img), torch.tensor([[11.5, 15.5, 0.0, 0.0]]), 8, 8)[0, 0].numpy()
+    np.testing.assert_allclose(crop, img[8:16, 12:20], atol=1e-12)
+
+
+def test_grasp_crops_bad_inputs():
+    with pytest.raises(ValueError, match="depth"):
+        grasp_crops(torch.zeros(1, 4, 4), torch.zeros(1, 4))
+    with pytest.raises(ValueError, match="grasps"):
+        grasp_crops(torch.zeros(4, 4), torch.zeros(4))
+
+
+# ---------------------------------------------------------------- model
+def test_energy_model_shapes_gradients_and_errors():
+    torch.manual_seed(0)
+    m = GraspEnergyModel()
+    assert m.mlp[0].in_features == 2048  # 64 x 4 x 4 features + 4 x 256 grasp copies
+    assert [l.out_features for l in m.mlp if isinstance(l, torch.nn.Linear)] == [512, 128, 1]
+    x, y = torch.rand(5, 1, 32, 32), torch.rand(5, 4).requires_grad_(True)
+    m.eval()
+    e = m(x, y)
+    assert e.shape == (5,)
+    (g,) = torch.autograd.grad(e.sum(), y)
+    assert torch.isfinite(g).all() and (g.abs().sum(0) > 0).all()
+    assert m(x[:, 0], y).shape == (5,)  # [B, S, S] accepted
+    with pytest.raises(ValueError, match="x must be"):
+        m(torch.rand(5, 1, 16, 16), y)
+    with pytest.raises(ValueError, match="y must be"):
+        m(x, torch.rand(4, 4))
+    with pytest.raises(ValueError, match="crop_size"):
+        GraspEnergyModel(crop_size=30)
+
+
+def _toy_scene():
+    """A flat table at 0.6 m with a 6 x 6 px block 3 cm high at (20, 28)."""
+    depth = torch.full((48, 48), 0.6)
+    depth[17:23, 25:31] = 0.57
+    return depth
+
+
+@pytest.fixture
+def one_thread():
+    # small convolutions on a loaded 2-core machine run several times faster
+    # on one thread than on oversubscribed OpenMP threads
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _toy_trained_model():
+    """Good grasps: centre within 2 px of the block's centre (20, 28)."""
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(1)
+    depth = _toy_scene()
+    n = 512
+    y = torch.stack([torch.rand(n, generator=g) * 47, torch.rand(n, generator=g) * 47,
+                     torch.full((n,), 0.58), torch.rand(n, generator=g) * math.pi], 1)
+    y[: n // 2, :2] = torch.tensor([20.0, 28.0]) + (torch.rand(n // 2, 2, generator=g) - 0.5) * 8
+    label = ((y[:, 0] - 20).abs() <= 2) & ((y[:, 1] - 28).abs() <= 2)
+    crops = grasp_crops(depth, y, 16, 24)
+    model = GraspEnergyModel(crop_size=16, repeat=16, hidden=(64, 32), dropout=0.0)
+    model.set_normalization(crops, y)
+    opt = torch.optim.Adam(model.parameters(), lr=2e-3)
+    for step in range(80):
+        idx = torch.randint(0, n, (128,), generator=g)
+        e = model(crops[idx], y[idx])
+        pos = label[idx]
+        loss = energy_nce_loss(e[pos], e[~pos], 1.0)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return model.eval(), depth
+
+
+def test_descent_lowers_energy_on_a_trained_toy_model(one_thread):
+    model, depth = _toy_trained_model()
+    g = torch.Generator().manual_seed(3)
+    y0 = torch.stack([12 + torch.rand(16, generator=g) * 16, 20 + torch.rand(16, generator=g) * 16,
+                      torch.full((16,), 0.58), torch.rand(16, generator=g) * math.pi], 1)
+    bounds = [[0, 47], [0, 47], [0.58, 0.58], [0, math.pi]]
+    traj, energies = refine_grasps(model, depth, y0, steps=40, lr=0.2, bounds=bounds, crop_size=16, crop_window=24)
+    assert traj.shape == (41, 16, 4) and energies.shape == (41, 16)
+    torch.testing.assert_close(traj[0], y0)
+    # the reported energies are those of the reported grasps
+    torch.testing.assert_close(energies[-1], grasp_energy(model, depth, traj[-1], 16, 24), atol=1e-4, rtol=1e-5)
+    assert energies[-1].mean() < energies[0].mean() - 1.0
+    assert (energies[-1] < energies[0]).float().mean() >= 0.75
+    # and the grasps move towards the good region
+    dist = lambda t: ((t[:, 0] - 20) ** 2 + (t[:, 1] - 28) ** 2).sqrt()
+    assert dist(traj[-1]).mean() < dist(traj[0]).mean() - 1.0
+    # projection: inside the bounds, angles wrapped into [0, pi)
+    assert (traj[..., 0] >= 0).all() and (traj[..., 0] <= 47).all() and (traj[..., 2] == 0.58).all()
+    assert (traj[..., 3] >= 0).all() and (traj[..., 3] < math.pi).all()
+    assert all(p.requires_grad for p in model.parameters())  # restored
+
+
+def test_refine_bad_inputs():
+    model = GraspEnergyModel(repeat=2, hidden=(8,))
+    depth, y0 = _toy_scene(), torch.zeros(2, 4)
+    with pytest.raises(ValueError, match="depth"):
+        refine_grasps(model, depth[None], y0)
+    with pytest.raises(ValueError, match="y0"):
+        refine_grasps(model, depth, torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="steps"):
+        refine_grasps(model, depth, y0, steps=-1)
+    with pytest.raises(ValueError, match="lr"):
+        refine_grasps(model, depth, y0, lr=float("nan"))
+    with pytest.raises(ValueError, match="bounds"):
+        refine_grasps(model, depth, y0, bounds=[[0, 1], [0, 1], [1, 0], [0, 3]])
+    traj, e = refine_grasps(model, depth, y0, steps=0)
+    assert traj.shape == (1, 2, 4) and e.shape == (1, 2)
+
+
+# ---------------------------------------------------------------- end to end
+@pytest.mark.pipeline
+def test_cli_ebm_train_resume_sweep_refine(tmp_path):
+    over = [f"data.root={tmp_path}/dexnet", "data.generate.images=6", "data.generate.grasps_per_image=20",
+            "data.generate.candidates=120", "data.generate.perturbations=2", "data.val_fraction=0.34",
+            "model.repeat=32", "model.hidden=[64,32]", "train.epochs=2", "train.batch_size=32",
+            f"train.out={tmp_path}/train", "sweep.taus=[1,100]", f"sweep.out={tmp_path}/sweep", "refine.images=1",
+            "refine.steps=3", "refine.grasps_per_image=6", f"refine.out={tmp_path}/refine", "device=cpu"]
+
+    def cli(cmd, *args):  # options first: the key=value overrides are one trailing group
+        opts = [a for a in args if a.startswith("--")]
+        r = subprocess.run([sys.executable, "-m", "pcgrasp", "ebm", cmd, "--quiet", *opts, *over,
+                            *(a for a in args if not a.startswith("--"))], cwd=tmp_path,
+                           capture_output=True, text=True, timeout=600)
+        assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+        return r.stdout
+
+    cli("train", "train.stop_after_epochs=1")
+    log = (tmp_path / "train" / "tau_100" / "log.csv").read_text().splitlines()
+    assert len(log) == 2 and "val/alignment" in log[0] + "val/ranking_accuracy"
+    cli("train", "--resume")
+    assert len((tmp_path / "train" / "tau_100" / "log.csv").read_text().splitlines()) == 3
+    out = cli("sweep")
+    assert "| 1 |" in out and "| 100 |" in out
+    assert (tmp_path / "sweep" / "alignment_vs_tau.png").stat().st_size > 0
+    cli("refine")
+    res = json.loads((tmp_path / "refine" / "results.json").read_text())["summary"]
+    assert 0 <= res["initial_success"] <= 1 and 0 <= res["refined_success"] <= 1
+    assert (tmp_path / "refine" / "energy_contour.png").stat().st_size > 0
+    assert os.path.exists(tmp_path / "dexnet" / "robust_ferrari_canny_00000.npz")
+
+
+def test_refine_command_bad_config():
+    from pcgrasp.train import ebm
+
+    for key, value in (("images", 0), ("grasps_per_image", 2.5)):
+        r = {"images": 1, "grasps_per_image": 4, key: value}
+        with pytest.raises(ValueError, match=f"refine.{key}"):
+            ebm.refine({"refine": r, "data": {}})

@@ -3,6 +3,8 @@ from .tokenizer import PatchTokenizer
 from .transformer import TransformerEncoder
 from .jepa import PointEncoder, PointJEPA, sample_blocks, ema_update, ema_momentum
 from .grasp import AttentionPool, GraspModel, WTAHead, MSEHead
+from .minkunet import MinkUNet14D, ResUNet14
 
 __all__ = ["PatchTokenizer", "TransformerEncoder", "PointEncoder", "PointJEPA", "sample_blocks", "ema_update",
-           "ema_momentum", "AttentionPool", "GraspModel", "WTAHead", "MSEHead"]
+           "ema_momentum", "AttentionPool", "GraspModel", "WTAHead", "MSEHead",
+           "MinkUNet14D", "ResUNet14"]

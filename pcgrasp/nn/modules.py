@@ -64,11 +64,10 @@ class _SparseConvBase(torch.nn.Module):
             out_stride = self._out_stride(x)
             cm = x.coordinate_manager
             if self.transpose:  # the strided conv's map (fine -> coarse), read backwards
-                o_idx, i_idx, counts = cm.kernel_map(out_stride, x.tensor_stride, self.kernel_size, self.dilation)
+                km = cm.kernel_map(out_stride, x.tensor_stride, self.kernel_size, self.dilation).transposed()
             else:
-                i_idx, o_idx, counts = cm.kernel_map(x.tensor_stride, out_stride, self.kernel_size, self.dilation)
-            n_out = cm.coordinates(out_stride).shape[0]
-            f = sparse_conv(x.F, self.kernel, i_idx, o_idx, counts, n_out)
+                km = cm.kernel_map(x.tensor_stride, out_stride, self.kernel_size, self.dilation)
+            f = sparse_conv(x.F, self.kernel, km)
         if self.bias is not None:
             f = f + self.bias.to(f.dtype)
         return SparseTensor(f, tensor_stride=out_stride, coordinate_manager=x.coordinate_manager)

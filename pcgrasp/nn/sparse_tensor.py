@@ -2,6 +2,7 @@
 import torch
 
 from .. import ops
+from .functional import KernelMap
 
 __all__ = ["CoordinateManager", "SparseTensor", "sparse_cat", "sparse_tensor_from_points", "features_at_points"]
 
@@ -47,14 +48,14 @@ class CoordinateManager:
         return out_stride
 
     def kernel_map(self, in_stride, out_stride, kernel_size, dilation):
-        """Pairs (in row, out row) per offset between the maps at in_stride and out_stride,
-        with offsets at in_stride (ME: the region lives on the input map)."""
+        """The :class:`KernelMap` between the maps at in_stride and out_stride, offsets at
+        in_stride (ME: the region lives on the input map)."""
         key = (in_stride, out_stride, kernel_size, dilation)
         km = self._kernel_maps.get(key)
         if km is None:
-            in_idx, out_idx, counts = ops.kernel_map(self.coordinates(in_stride), self.coordinates(out_stride),
-                                                     kernel_size, dilation, in_stride)
-            km = self._kernel_maps[key] = (in_idx, out_idx, counts.tolist())
+            cin, cout = self.coordinates(in_stride), self.coordinates(out_stride)
+            in_idx, out_idx, counts = ops.kernel_map(cin, cout, kernel_size, dilation, in_stride)
+            km = self._kernel_maps[key] = KernelMap(in_idx, out_idx, counts.tolist(), len(cin), len(cout))
         return km
 
 

@@ -17,8 +17,17 @@ class KernelMap:
     def __init__(self, in_idx, out_idx, counts, n_in, n_out):
         counts = [int(c) for c in counts]
         self.counts, self.n_in, self.n_out = counts, n_in, n_out
-        self.pairs = [(k, i, o) for k, (i, o) in enumerate(zip(in_idx.split(counts), out_idx.split(counts)))
-                      if i.numel()]
+        self.pairs = []
+        for k, (i, o) in enumerate(zip(in_idx.split(counts), out_idx.split(counts))):
+            if n_in == n_out == i.numel() and self._is_identity(i, o):
+                i = o = None  # the centre of a stride-1 kernel: a plain matmul, no gather / scatter
+            if i is None or i.numel():
+                self.pairs.append((k, i, o))
+
+    @staticmethod
+    def _is_identity(i, o):
+        ar = torch.arange(i.numel(), device=i.device)
+        return bool(torch.equal(i, ar)) and bool(torch.equal(o, ar))
 
     def transposed(self):
         """The same pairs read backwards (a transposed convolution's map)."""
@@ -37,8 +46,11 @@ def _conv(x, w, pairs, n_rows, transpose_w=False):
     cout = w.shape[1] if transpose_w else w.shape[2]
     out = torch.zeros((n_rows, cout), dtype=_acc_dtype(x.dtype), device=x.device)
     for k, i, o in pairs:
-        prod = x.index_select(0, i) @ (w[k].t() if transpose_w else w[k])
-        out.index_put_((o,), prod.to(out.dtype), accumulate=True)
+        wk = w[k].t() if transpose_w else w[k]
+        if i is None:
+            out += (x @ wk).to(out.dtype)
+        else:
+            out.index_put_((o,), (x.index_select(0, i) @ wk).to(out.dtype), accumulate=True)
     return out.to(x.dtype)
 
 
@@ -60,7 +72,10 @@ class _SparseConv(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             gw = torch.zeros(weight.shape, dtype=_acc_dtype(weight.dtype), device=weight.device)
             for k, i, o in kmap.pairs:
-                gw[k] = (feats.index_select(0, i).t() @ grad.index_select(0, o)).to(gw.dtype)
+                if i is None:
+                    gw[k] = (feats.t() @ grad).to(gw.dtype)
+                else:
+                    gw[k] = (feats.index_select(0, i).t() @ grad.index_select(0, o)).to(gw.dtype)
             gw = gw.to(weight.dtype)
         return gf, gw, None
 

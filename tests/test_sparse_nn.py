@@ -214,6 +214,11 @@ def test_malformed_inputs(rng):
         snn.SparseConv3d(3, -2, 3)
     with pytest.raises(TypeError, match="same dtype"):
         snn.SparseConv3d(3, 2, 3)(x.replace_features(F.double()))
+    with pytest.raises(ValueError, match="different map at tensor stride 1"):
+        snn.SparseTensor(F, c.flip(0), coordinate_manager=x.coordinate_manager)
+    assert snn.SparseTensor(F * 2, coordinate_manager=x.coordinate_manager).C is x.C
+    with pytest.raises(ValueError, match="coordinates are required"):
+        snn.SparseTensor(F)
     with pytest.raises(IndexError, match="inverse"):
         snn.features_at_points(x, torch.tensor([0, len(c)]))
 

@@ -43,6 +43,6 @@ if grep -rn --include='*.py' -E '^from collections import .*Sequence' MinkowskiE
 fi
 
 "$PY" setup.py bdist_wheel --cpu_only --blas=openblas
-"$PY" -m pip install --no-deps --force-reinstall dist/MinkowskiEngine-*.whl
+"$PY" -m pip install --no-deps --force-reinstall dist/*.whl  # named minkowskiengine-0.5.4-...
 cd /
 "$PY" -c "import MinkowskiEngine as ME; print('MinkowskiEngine', ME.__version__, 'installed')"

@@ -26,10 +26,18 @@ def sparse(rng, C=3, dtype=torch.float64, device="cpu", **kw):
     return snn.SparseTensor(torch.as_tensor(rng.normal(size=(len(c), C)), dtype=dtype, device=device), c.to(device))
 
 
+@pytest.fixture(params=["numpy", "torch"])
+def cpu_path(request, monkeypatch):
+    """On the CPU, float32/64 convolutions run through NumPy's BLAS by default; test both paths."""
+    from pcgrasp.nn import functional
+    monkeypatch.setattr(functional, "USE_NUMPY_ON_CPU", request.param == "numpy")
+    return request.param
+
+
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("ks,dil,bias", [(3, 1, False), (5, 1, True), (2, 1, False), (3, 2, True), (1, 1, True),
                                          (4, 1, False)])
-def test_conv_stride1_matches_reference(rng, device, ks, dil, bias):
+def test_conv_stride1_matches_reference(rng, device, ks, dil, bias, cpu_path):
     x = sparse(rng, device=device)
     conv = snn.SparseConv3d(3, 4, ks, dilation=dil, bias=bias).double().to(device)
     assert conv.kernel.shape == ((3, 4) if ks == 1 else (ks ** 3, 3, 4))
@@ -44,7 +52,7 @@ def test_conv_stride1_matches_reference(rng, device, ks, dil, bias):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("ks", [2, 3])
-def test_strided_conv_and_transpose_match_reference(rng, device, ks):
+def test_strided_conv_and_transpose_match_reference(rng, device, ks, cpu_path):
     x = sparse(rng, device=device, lo=-9, hi=9, n=200)
     down1 = snn.SparseConv3d(3, 4, ks, stride=2).double().to(device)
     down2 = snn.SparseConv3d(4, 5, ks, stride=2).double().to(device)
@@ -81,7 +89,7 @@ def test_offset_order_and_correlation():
     assert y.F[:, 0].tolist() == [14.0, 13.0]  # origin sees +x (k=14); (1,0,0) sees itself (k=13)
 
 
-def test_gradcheck_conv_layers(rng):
+def test_gradcheck_conv_layers(rng, cpu_path):
     """Gradients of features, kernel and bias through the modules (functional_call swaps in
     the differentiated parameters)."""
     x = sparse(rng, C=2, n=40, lo=-3, hi=3)
@@ -99,7 +107,7 @@ def test_gradcheck_conv_layers(rng):
         assert torch.autograd.gradcheck(f, args)
 
 
-def test_module_gradients_match_reference(rng):
+def test_module_gradients_match_reference(rng, cpu_path):
     x = sparse(rng, C=3, n=80)
     F = x.F.clone().requires_grad_()
     conv = snn.SparseConv3d(3, 2, 3).double()

@@ -2,8 +2,15 @@
 
 The scatter-add is ``index_put_(accumulate=True)``: on the CPU ``index_add_`` adds row by
 row and measured ~10x slower here; a dense neighbour-table formulation (no scatter) did 3x
-the matmul work on surface scenes (about a third of the 27 neighbours are occupied)."""
+the matmul work on surface scenes (about a third of the 27 neighbours are occupied).
+
+On the CPU, float32 / float64 go through NumPy (its bundled OpenBLAS): torch's CPU matmul
+(MKL) and OpenMP-parallel gathers measured 2-4x slower per layer on the development VM's AMD
+EPYC under load (see benchmarks/results). ``USE_NUMPY_ON_CPU = False`` switches that off."""
+import numpy as np
 import torch
+
+USE_NUMPY_ON_CPU = True
 
 __all__ = ["KernelMap", "sparse_conv"]
 
@@ -29,6 +36,13 @@ class KernelMap:
         ar = torch.arange(i.numel(), device=i.device)
         return bool(torch.equal(i, ar)) and bool(torch.equal(o, ar))
 
+    @staticmethod
+    def identity(n):
+        """One offset, every row onto itself (a 1x1 convolution)."""
+        t = KernelMap.__new__(KernelMap)
+        t.counts, t.n_in, t.n_out, t.pairs = [n], n, n, [(0, None, None)]
+        return t
+
     def transposed(self):
         """The same pairs read backwards (a transposed convolution's map)."""
         t = KernelMap.__new__(KernelMap)
@@ -41,9 +55,23 @@ def _acc_dtype(dtype):
     return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
 
 
+def _numpy_path(x):
+    return USE_NUMPY_ON_CPU and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
 def _conv(x, w, pairs, n_rows, transpose_w=False):
     """out[o] += x[i] @ w[k] (or w[k]^T) over the pairs; fp32 accumulation for half types."""
     cout = w.shape[1] if transpose_w else w.shape[2]
+    if _numpy_path(x):
+        xn, wn = x.detach().contiguous().numpy(), w.detach().to(x.dtype).contiguous().numpy()
+        out = np.zeros((n_rows, cout), dtype=xn.dtype)
+        for k, i, o in pairs:
+            wk = wn[k].T if transpose_w else wn[k]
+            if i is None:
+                out += xn @ wk
+            else:  # o holds each row at most once per offset, so += is a scatter-add
+                out[o.numpy()] += np.take(xn, i.numpy(), axis=0) @ wk
+        return torch.from_numpy(out)
     out = torch.zeros((n_rows, cout), dtype=_acc_dtype(x.dtype), device=x.device)
     for k, i, o in pairs:
         wk = w[k].t() if transpose_w else w[k]
@@ -71,6 +99,11 @@ class _SparseConv(torch.autograd.Function):
             gf = _conv(grad, weight, [(k, o, i) for k, i, o in kmap.pairs], kmap.n_in, transpose_w=True)
         if ctx.needs_input_grad[1]:
             gw = torch.zeros(weight.shape, dtype=_acc_dtype(weight.dtype), device=weight.device)
+            if _numpy_path(feats):
+                fn, gn, gwn = feats.detach().contiguous().numpy(), grad.detach().contiguous().numpy(), gw.numpy()
+                for k, i, o in kmap.pairs:
+                    gwn[k] = fn.T @ gn if i is None else np.take(fn, i.numpy(), axis=0).T @ np.take(gn, o.numpy(), axis=0)
+                return gf, gw.to(weight.dtype), None
             for k, i, o in kmap.pairs:
                 if i is None:
                     gw[k] = (feats.t() @ grad).to(gw.dtype)

@@ -3,7 +3,7 @@ import math
 
 import torch
 
-from .functional import sparse_conv
+from .functional import KernelMap, sparse_conv
 from .sparse_tensor import SparseTensor
 
 __all__ = ["SparseConv3d", "SparseConvTranspose3d", "SparseBatchNorm", "SparseReLU"]
@@ -59,7 +59,7 @@ class _SparseConvBase(torch.nn.Module):
             raise ValueError(f"{type(self).__name__} expects {self.in_channels} input channels, got {x.F.shape[1]}")
         if self.use_mm:
             out_stride = x.tensor_stride
-            f = x.F @ self.kernel  # autocast casts both; otherwise dtypes must match
+            f = sparse_conv(x.F, self.kernel.unsqueeze(0), KernelMap.identity(len(x)))
         else:
             out_stride = self._out_stride(x)
             cm = x.coordinate_manager

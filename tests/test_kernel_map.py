@@ -168,6 +168,10 @@ def test_malformed_arguments():
         torch.ops.pcgrasp.kernel_map(c, c, [3, 3], [1, 1, 1], [1, 1, 1])
     with pytest.raises(RuntimeError, match="in_coords"):
         torch.ops.pcgrasp.kernel_map(c.long(), c, [3, 3, 3], [1, 1, 1], [1, 1, 1])
+    with pytest.raises(RuntimeError, match="kernel_size volume"):
+        torch.ops.pcgrasp.kernel_map(c, c, [2**31 - 1] * 3, [1, 1, 1], [1, 1, 1])
+    with pytest.raises(RuntimeError, match="stride"):
+        torch.ops.pcgrasp.downsample_coords(c, [0, 1, 1])
 
 
 def test_opcheck(rng):

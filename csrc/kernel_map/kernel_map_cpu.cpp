@@ -34,7 +34,8 @@ void kernel_map_check_args(const at::Tensor& in_coords, const at::Tensor& out_co
   check_triple(kernel_size, "kernel_size", 1);
   check_triple(dilation, "dilation", 1);
   check_triple(tensor_stride, "tensor_stride", 1);
-  TORCH_CHECK(kernel_size[0] * kernel_size[1] * kernel_size[2] <= (int64_t(1) << 20),
+  // in double: the int64 product of three sizes below 2^31 could overflow
+  TORCH_CHECK(double(kernel_size[0]) * double(kernel_size[1]) * double(kernel_size[2]) <= double(1 << 20),
               "kernel_size volume must be at most 2^20, got ", kernel_size);
 }
 

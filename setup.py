@@ -116,6 +116,6 @@ setup(
     cmdclass={"build_ext": BuildExtension.with_options(use_ninja=True)},
     python_requires=">=3.9",
     package_data={"pcgrasp": ["configs/*.yaml"]},
-    install_requires=["torch>=2.5", "numpy", "trimesh", "pyyaml", "tqdm", "tensorboard", "matplotlib"],
+    install_requires=["torch>=2.5", "numpy", "trimesh", "pyyaml", "tqdm", "tensorboard", "matplotlib", "threadpoolctl"],
     entry_points={"console_scripts": ["pcgrasp = pcgrasp.cli:main"]},
 )

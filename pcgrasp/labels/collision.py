@@ -26,7 +26,7 @@ from .views import GRIPPER
 
 
 def _tensor(x, name, shape_tail, dtype, device):
-    t = torch.as_tensor(np.asarray(x) if not torch.is_tensor(x) else x, dtype=dtype, device=device)
+    t = torch.as_tensor(np.array(x) if not torch.is_tensor(x) else x, dtype=dtype, device=device)
     if t.shape[1:] != shape_tail or t.ndim != 1 + len(shape_tail):
         raise ValueError(f"{name} must be [N, {', '.join(map(str, shape_tail))}], got shape {tuple(t.shape)}")
     if not torch.isfinite(t).all():
@@ -43,7 +43,7 @@ def _grasps(points, centers, rotations, widths, depths, dtype, device):
         raise ValueError(f"rotations must be [N, 3, 3] with N = {n}, got shape {tuple(R.shape)}")
     out = [P, c, R]
     for name, v in (("widths", widths), ("depths", depths)):
-        t = torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v, dtype=dtype, device=device)
+        t = torch.as_tensor(np.array(v) if not torch.is_tensor(v) else v, dtype=dtype, device=device)
         t = t.expand(n).contiguous() if t.ndim == 0 else t
         if t.shape != (n,):
             raise ValueError(f"{name} must be a number or [N] with N = {n}, got shape {tuple(t.shape)}")

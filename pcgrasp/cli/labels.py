@@ -1,0 +1,58 @@
+"""Grasp-label commands (GraspNet-1B formats):
+
+    pcgrasp labels --root data/graspnet_synthetic --scenes 0-99            # local Ray, or serial without Ray
+    pcgrasp labels --root DIR --scenes 0-3 --ray-address ray://head:10001  # an existing Ray cluster
+    pcgrasp labels --root DIR --scenes 0 --engine serial --points 50 --view-step 10
+
+Writes grasp_label/, collision_label/ and graspness/ under the root; finished
+files are skipped on a rerun. See pcgrasp.labels.pipeline.
+"""
+import time
+
+
+def cmd_labels(a):
+    from ..data.synthetic.scenes import parse_scene_ids
+    from ..labels.pipeline import generate_labels
+
+    try:
+        scenes = parse_scene_ids(a.scenes)
+        if a.view_step < 1:
+            raise ValueError(f"--view-step must be >= 1, got {a.view_step}")
+        views = None if a.view_step == 1 else list(range(0, 300, a.view_step))
+        t0 = time.time()
+        s = generate_labels(a.root, scenes, camera=a.camera, num_points=a.points, views=views, engine=a.engine,
+                            ray_address=a.ray_address, num_cpus=a.num_cpus, retries=a.retries,
+                            progress=not a.quiet)
+    except (ValueError, FileNotFoundError, RuntimeError) as e:
+        raise SystemExit(f"labels: {e}") from None
+    failed = 0
+    for name in ("grasp labels", "collision labels", "graspness"):
+        st = s["stages"].get(name)
+        if st is None:
+            print(f"[labels] {name}: not run (an earlier stage failed)")
+            continue
+        failed += len(st["failed"])
+        print(f"[labels] {name}: {st['written']} written, {st['skipped']} already there, {len(st['failed'])} failed "
+              f"({st['seconds']:.1f} s)")
+        for args, err in st["failed"]:
+            print(f"    failed {args}: {err.strip().splitlines()[-1] if err else ''}")
+    print(f"[labels] {a.root}: {len(scenes)} scenes with {s['engine']} in {time.time() - t0:.1f} s")
+    return 1 if failed else 0
+
+
+def register(sub):
+    """Adds this pipeline's subcommands to the ``pcgrasp`` parser."""
+    g = sub.add_parser("labels", help="grasp labels, collision labels and graspness (GraspNet-1B formats)")
+    g.add_argument("--root", required=True, help="a GraspNet-1B-layout root (e.g. from generate-scenes)")
+    g.add_argument("--scenes", default="0-99", help="scene ids, e.g. 0-99,130")
+    g.add_argument("--camera", default="realsense")
+    g.add_argument("--points", type=int, default=300, help="label points per object (voxel-downsampled)")
+    g.add_argument("--view-step", type=int, default=1,
+                   help="every n-th of the 300 approach views (1: all, GraspNet-1B's grid; the subset is stored)")
+    g.add_argument("--engine", choices=("auto", "ray", "serial"), default="auto",
+                   help="auto: Ray when installed (pip install 'pcgrasp[scale]'), else serial")
+    g.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local Ray instance)")
+    g.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance")
+    g.add_argument("--retries", type=int, default=2, help="retries of a failed task")
+    g.add_argument("--quiet", action="store_true", help="no progress bars")
+    g.set_defaults(func=cmd_labels)

@@ -17,9 +17,10 @@ For each label point p (surface samples, voxel-downsampled to about
   ``max_width``.
 - width (offsets[..., 2]): 2 max(|s1|, |s2|) + ``width_margin`` (s the contact
   offsets along y from the line centre), at most ``max_width``.
-- collision: the gripper (GSNet's model-free geometry: fingers, bottom and the
-  approach region in front of the palm) holds a point of the object's own
-  dense surface samples (``collision.model_free_collision`` with threshold 0).
+- collision: graspnetAPI's gripper (fingers from the depth base 0.02 m
+  behind the grasp point to the depth, 0.01 m wide, 0.02 m high, and the
+  bottom plate behind them) holds a point of the object's own dense surface
+  samples (``collision.finger_collision``, the evaluator's check).
 
 Arrays: points [Np, 3] float32, offsets [Np, V, 12, 4, 3] float32 (angle,
 depth, width), collision [Np, V, 12, 4] bool, scores [Np, V, 12, 4] float32
@@ -31,7 +32,7 @@ import numpy as np
 import torch
 
 from .antipodal import close_jaws, required_friction
-from .collision import gripper_reach, model_free_collision, near_points
+from .collision import finger_collision, gripper_reach, near_points
 from .views import ANGLES, DEPTHS, FRICTIONS, GRIPPER, NUM_VIEWS, grasp_rotations
 
 
@@ -97,10 +98,15 @@ def friction_score(mu):
 
 def jaw_contacts(mesh, translations, rotations, depths, max_width=GRIPPER.max_width, width_margin=0.01):
     """Closes the jaws of grasps as the labels do (see the module docstring):
-    (required mu [G] (inf: no grasp), width [G])."""
+    (required mu [G] (inf: no grasp), width [G]). ``max_width``: the opening
+    the jaws close from, a number or [G] (the evaluator passes each grasp's
+    width)."""
     t = np.asarray(translations, dtype=np.float64)
     R = np.asarray(rotations, dtype=np.float64)
     d = np.broadcast_to(np.asarray(depths, dtype=np.float64), (len(t),))
+    max_width = np.broadcast_to(np.asarray(max_width, dtype=np.float64), (len(t),))
+    if len(t) == 0:
+        return np.zeros(0), np.zeros(0)
     line = t + 0.5 * d[:, None] * R[:, :, 0]
     con = close_jaws(mesh, line, R, max_width)
     mu = required_friction(con, R)
@@ -133,7 +139,7 @@ def object_grasp_labels(mesh, num_points=300, views=None, seed=0, collision_spac
     for i in tqdm(range(len(points)), desc="object collisions", disable=not progress):
         near = dense[near_points(dense, points[i], reach)]
         sl = slice(i * per_point, (i + 1) * per_point)
-        collision[sl] = model_free_collision(near, t[sl], R[sl], width[sl], d[sl], device=device)
+        collision[sl] = finger_collision(near, t[sl], R[sl], width[sl], d[sl], device=device)[0]
     offsets = np.stack([a, d, width], -1).astype(np.float32)
     return {"points": points, "offsets": offsets.reshape(shape + (3,)), "collision": collision.reshape(shape),
             "scores": scores.reshape(shape)}

@@ -42,7 +42,7 @@ def _same_arrays(a, b):
 def serial_root(scenes_root, tmp_path_factory):
     root = str(tmp_path_factory.mktemp("serial") / "gn")
     shutil.copytree(scenes_root, root)
-    rc = main(["labels", "--root", root, "--scenes", "0", "--engine", "serial", "--points", "6", "--view-step", "60",
+    rc = main(["labels", "--root", root, "--scenes", "0", "--engine", "serial", "--points", "12", "--view-step", "30",
                "--quiet"])
     assert rc == 0
     return root
@@ -55,13 +55,13 @@ def test_serial_cli_writes_all_labels_and_reruns_idempotently(serial_root, capsy
     assert [f for f in files if f.startswith("graspness")] == [f"graspness/scene_0000/realsense/{a:04d}.npy"
                                                               for a in range(2)]
     assert not [f for f in files if ".tmp" in f]
-    s = generate_labels(serial_root, [0], engine="serial", num_points=6, views=range(0, 300, 60), progress=False)
+    s = generate_labels(serial_root, [0], engine="serial", num_points=12, views=range(0, 300, 30), progress=False)
     for st in s["stages"].values():
         assert st["written"] == 0 and st["failed"] == []
     assert s["stages"]["graspness"]["skipped"] == 2
     # a removed frame is redone, the rest skipped
     os.remove(os.path.join(serial_root, "graspness/scene_0000/realsense/0001.npy"))
-    s = generate_labels(serial_root, [0], engine="serial", num_points=6, views=range(0, 300, 60), progress=False)
+    s = generate_labels(serial_root, [0], engine="serial", num_points=12, views=range(0, 300, 30), progress=False)
     assert s["stages"]["graspness"]["written"] == 1
 
 
@@ -81,7 +81,7 @@ def test_local_ray_writes_the_same_files(scenes_root, serial_root, tmp_path):
     root = str(tmp_path / "gn")
     shutil.copytree(scenes_root, root)
     try:
-        s = generate_labels(root, [0], engine="ray", num_cpus=2, num_points=6, views=range(0, 300, 60),
+        s = generate_labels(root, [0], engine="ray", num_cpus=2, num_points=12, views=range(0, 300, 30),
                             progress=False)
     finally:
         ray.shutdown()
@@ -92,3 +92,31 @@ def test_local_ray_writes_the_same_files(scenes_root, serial_root, tmp_path):
     for f in files:
         assert _same_arrays(os.path.join(root, f), os.path.join(serial_root, f)), f
         assert filecmp.cmp(os.path.join(root, f), os.path.join(serial_root, f), shallow=False) or f.endswith(".npz")
+
+
+def test_evaluate_grasps_ranks_label_grasps_above_random(serial_root, tmp_path, capsys):
+    import json
+
+    from pcgrasp.labels.scene_labels import scene_label_grasps
+
+    rng = np.random.default_rng(0)
+    good, bad = tmp_path / "labels", tmp_path / "random"
+    for a in range(2):
+        g = scene_label_grasps(serial_root, 0, a, fric_thresh=0.4)
+        assert g.shape[1] == 17 and len(g) > 0
+        r = g.copy()
+        r[:, 13:16] += rng.normal(scale=0.05, size=(len(r), 3))  # displaced: in the air or in collision
+        for d, arr in ((good, g), (bad, r)):
+            os.makedirs(d / "scene_0000" / "realsense", exist_ok=True)
+            np.save(d / "scene_0000" / "realsense" / f"{a:04d}.npy", arr)
+    aps = {}
+    for d in (good, bad):
+        out = tmp_path / f"{d.name}.json"
+        assert main(["evaluate-grasps", "--root", serial_root, "--dump-dir", str(d), "--scenes", "0", "--quiet",
+                     "--json", str(out)]) == 0
+        aps[d.name] = json.load(open(out))["splits"]["all"]
+    assert aps["labels"]["AP0.4"] > aps["random"]["AP0.4"] + 10, aps
+    assert "scene 0000" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="missing grasp file"):
+        main(["evaluate-grasps", "--root", serial_root, "--dump-dir", str(tmp_path / "none"), "--scenes", "0",
+              "--quiet"])

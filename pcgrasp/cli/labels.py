@@ -6,6 +6,11 @@
 
 Writes grasp_label/, collision_label/ and graspness/ under the root; finished
 files are skipped on a rerun. See pcgrasp.labels.pipeline.
+
+    pcgrasp evaluate-grasps --root DIR --dump-dir PRED --scenes 100-189 [--json out.json]
+
+AP of dumped grasps (graspnetAPI's layout: PRED/scene_<s:04d>/<camera>/<ann:04d>.npy,
+[N, 17] GraspGroup arrays in the camera frame); see pcgrasp.eval.
 """
 import time
 
@@ -40,6 +45,31 @@ def cmd_labels(a):
     return 1 if failed else 0
 
 
+def cmd_evaluate_grasps(a):
+    import json
+
+    from ..data.synthetic.scenes import parse_scene_ids
+    from ..eval import evaluate_scenes
+
+    try:
+        scenes = parse_scene_ids(a.scenes)
+        t0 = time.time()
+        r = evaluate_scenes(a.root, a.dump_dir, scenes, camera=a.camera, progress=not a.quiet)
+    except (ValueError, FileNotFoundError) as e:
+        raise SystemExit(f"evaluate-grasps: {e}") from None
+    for s, v in sorted(r["scenes"].items()):
+        print(f"[evaluate-grasps] scene {s:04d}: AP {v['AP']:.2f}  AP0.8 {v['AP0.8']:.2f}  AP0.4 {v['AP0.4']:.2f}")
+    for name, v in r["splits"].items():
+        print(f"[evaluate-grasps] {name}: AP {v['AP']:.2f}  AP0.8 {v['AP0.8']:.2f}  AP0.4 {v['AP0.4']:.2f}")
+    print(f"[evaluate-grasps] {len(r['scenes'])} scenes in {time.time() - t0:.1f} s")
+    if a.json:
+        out = {"scenes": {str(s): {k: v[k] for k in ("AP", "AP0.8", "AP0.4")} for s, v in r["scenes"].items()},
+               "splits": r["splits"]}
+        with open(a.json, "w") as f:
+            json.dump(out, f, indent=1)
+    return 0
+
+
 def register(sub):
     """Adds this pipeline's subcommands to the ``pcgrasp`` parser."""
     g = sub.add_parser("labels", help="grasp labels, collision labels and graspness (GraspNet-1B formats)")
@@ -56,3 +86,13 @@ def register(sub):
     g.add_argument("--retries", type=int, default=2, help="retries of a failed task")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.set_defaults(func=cmd_labels)
+
+    e = sub.add_parser("evaluate-grasps", help="graspnetAPI-style AP of dumped [N, 17] grasp arrays")
+    e.add_argument("--root", required=True, help="the GraspNet-1B-layout root (models, scenes)")
+    e.add_argument("--dump-dir", required=True, help="PRED/scene_<s>/<camera>/<ann>.npy grasp arrays")
+    e.add_argument("--scenes", default="100-189", help="scene ids (splits: 100-129 seen, 130-159 similar, "
+                                                        "160-189 novel)")
+    e.add_argument("--camera", default="realsense")
+    e.add_argument("--json", default=None, help="also write the APs to this JSON file")
+    e.add_argument("--quiet", action="store_true", help="no progress bar")
+    e.set_defaults(func=cmd_evaluate_grasps)

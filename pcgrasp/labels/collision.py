@@ -54,12 +54,17 @@ def _grasps(points, centers, rotations, widths, depths, dtype, device):
 
 
 def _local_chunks(P, c, R, chunk):
-    """(start, end, q [n, M, 3]) with q = R^T (p - c) for grasps start:end."""
+    """(start, end, q [n, M, 3]) with q = R^T (p - c) for grasps start:end,
+    as one matrix product per chunk: (p - c0) R - (c - c0) R, c0 the chunk's
+    first centre (exact when the grasps share a centre, as a label point's)."""
     n, M = c.shape[0], P.shape[0]
     step = max(1, chunk // max(M, 1))
     for s in range(0, n, step):
         e = min(n, s + step)
-        yield s, e, torch.einsum("nmk,nkj->nmj", P[None] - c[s:e, None], R[s:e])
+        Rc, c0 = R[s:e], c[s]
+        q = ((P - c0) @ Rc.permute(1, 0, 2).reshape(3, -1)).reshape(M, e - s, 3)
+        shift = torch.einsum("nk,nkj->nj", c[s:e] - c0, Rc)
+        yield s, e, (q - shift[None]).transpose(0, 1)
 
 
 def model_free_collision(points, centers, rotations, widths, depths, heights=GRIPPER.height,

@@ -26,7 +26,7 @@ import torch
 
 from .collision import gripper_reach, model_free_collision, near_points
 from .grasp_labels import grasp_label_path, save_npz_atomic, surface_points
-from .views import ANGLES, DEPTHS, NUM_VIEWS, grasp_rotations
+from .views import ANGLES, DEPTHS, NUM_VIEWS, generate_views, grasp_rotations, viewpoint_params_to_matrix
 
 
 def load_grasp_labels(root, obj_id):
@@ -209,3 +209,35 @@ def write_scene_graspness(root, scene_id, camera="realsense", anns=None, overwri
         os.replace(tmp, path)
         written += 1
     return written
+
+
+def scene_label_grasps(root, scene_id, ann_id, camera="realsense", fric_thresh=0.4, max_grasps=None, seed=0):
+    """The labelled grasps of a frame as an [N, 17] GraspGroup array in its
+    camera frame (as graspnetAPI's ``loadGrasp``): every grasp with
+    0 < mu <= fric_thresh and no object or scene collision, score 1.1 - mu,
+    height 0.02, object_id the GraspNet id; ``max_grasps``: a random subset."""
+    from ..data.graspnet import GraspNetScenes
+
+    ds = GraspNetScenes(root, split="all", camera=camera, num_points=None, scene_ids=[scene_id])
+    f = ds.frame(scene_id, ann_id, num_points=1, rng=np.random.default_rng(0))
+    pose_of = {int(o): p for o, p in zip(f["object_ids"], f["object_poses"])}
+    rows = []
+    with np.load(collision_label_path(root, scene_id)) as coll:
+        for i, o in enumerate(_object_ids(root, scene_id)):
+            points, offsets, collision, scores, views = load_grasp_labels(root, o)
+            ok = (scores > 0) & (scores <= fric_thresh) & ~collision & ~coll[f"arr_{i}"]
+            p, v, a, d = np.nonzero(ok)
+            if len(p) == 0:
+                continue
+            T = pose_of[o]
+            off = offsets[p, v, a, d]
+            R = np.einsum("ij,njk->nik", T[:3, :3],
+                          viewpoint_params_to_matrix(-generate_views(NUM_VIEWS)[np.asarray(views)[v]], off[:, 0]))
+            t = points[p].astype(np.float64) @ T[:3, :3].T + T[:3, 3]
+            n = len(p)
+            rows.append(np.concatenate([(1.1 - scores[p, v, a, d])[:, None], off[:, 2:3], np.full((n, 1), 0.02),
+                                        off[:, 1:2], R.reshape(n, 9), t, np.full((n, 1), o)], 1))
+    g = np.concatenate(rows) if rows else np.zeros((0, 17))
+    if max_grasps is not None and len(g) > max_grasps:
+        g = g[np.sort(np.random.default_rng(seed).choice(len(g), max_grasps, replace=False))]
+    return g

@@ -54,17 +54,18 @@ def _grasps(points, centers, rotations, widths, depths, dtype, device):
 
 
 def _local_chunks(P, c, R, chunk):
-    """(start, end, q [n, M, 3]) with q = R^T (p - c) for grasps start:end,
-    as one matrix product per chunk: (p - c0) R - (c - c0) R, c0 the chunk's
-    first centre (exact when the grasps share a centre, as a label point's)."""
+    """(start, end, x, y, z), each [M, n], the grasp-frame coordinates q =
+    R^T (p - c) of every point for grasps start:end, as matrix products:
+    (p - c0) R - (c - c0) R with c0 the chunk's first centre (exact when the
+    grasps share a centre, as a label point's)."""
     n, M = c.shape[0], P.shape[0]
     step = max(1, chunk // max(M, 1))
     for s in range(0, n, step):
         e = min(n, s + step)
         Rc, c0 = R[s:e], c[s]
-        q = ((P - c0) @ Rc.permute(1, 0, 2).reshape(3, -1)).reshape(M, e - s, 3)
+        X = P - c0
         shift = torch.einsum("nk,nkj->nj", c[s:e] - c0, Rc)
-        yield s, e, (q - shift[None]).transpose(0, 1)
+        yield (s, e) + tuple(X @ Rc[:, :, j].T - shift[:, j] for j in range(3))
 
 
 def model_free_collision(points, centers, rotations, widths, depths, heights=GRIPPER.height,
@@ -81,15 +82,12 @@ def model_free_collision(points, centers, rotations, widths, depths, heights=GRI
     out = torch.zeros(c.shape[0], dtype=torch.bool)
     if c.shape[0] == 0 or P.shape[0] == 0:
         return out.numpy()
-    for s, e, q in _local_chunks(P, c, R, chunk):
-        x, y, z = q.unbind(-1)
-        dd, hw = d[s:e, None], 0.5 * w[s:e, None]
-        zin = (z > -h / 2) & (z < h / 2)
-        span = zin & (y > -(hw + f)) & (y < hw + f)
-        fingers = span & (x > dd - L) & (x < dd) & ((y < -hw) | (y > hw))
-        bottom = span & (x <= dd - L) & (x > dd - L - f)
-        shifting = span & (x <= dd - L - f) & (x > dd - L - f - a)
-        count = (fingers | bottom | shifting).sum(1).to(dtype)
+    for s, e, x, y, z in _local_chunks(P, c, R, chunk):
+        dd, hw = d[s:e], 0.5 * w[s:e]
+        ya = y.abs()
+        # fingers: d - L < x < d, |y| > w/2; bottom + shifting: d - L - f - a < x <= d - L (|y| < w/2 + f, |z| < h/2)
+        hit = (z.abs() < h / 2) & (ya < hw + f) & (x > dd - L - f - a) & (x < dd) & ((ya > hw) | (x <= dd - L))
+        count = hit.sum(0).to(dtype)
         if collision_thresh == 0:
             out[s:e] = (count > 0).cpu()
         else:
@@ -109,16 +107,14 @@ def finger_collision(points, centers, rotations, widths, depths, height=GRIPPER.
     coll, inner_count = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.int64)
     if n and P.shape[0]:
         h, f, b = float(height), float(finger_width), float(depth_base)
-        for s, e, q in _local_chunks(P, c, R, chunk):
-            x, y, z = q.unbind(-1)
-            dd, hw = d[s:e, None], 0.5 * w[s:e, None]
-            span = (z > -h / 2) & (z < h / 2) & (y > -(hw + f)) & (y < hw + f)
+        for s, e, x, y, z in _local_chunks(P, c, R, chunk):
+            dd, hw = d[s:e], 0.5 * w[s:e]
+            ya = y.abs()
+            span = (z.abs() < h / 2) & (ya < hw + f)
             along = (x > -b) & (x < dd)
-            fingers = span & along & ((y < -hw) | (y > hw))
-            bottom = span & (x <= -b) & (x > -b - f)
-            inner = span & along & (y >= -hw) & (y <= hw)
-            coll[s:e] = (fingers | bottom).any(1).cpu()
-            inner_count[s:e] = inner.sum(1).cpu()
+            bottom = (x <= -b) & (x > -b - f)
+            coll[s:e] = (span & ((along & (ya > hw)) | bottom)).any(0).cpu()
+            inner_count[s:e] = (span & along & (ya <= hw)).sum(0).cpu()
     return coll.numpy(), (inner_count < empty_thresh).numpy()
 
 

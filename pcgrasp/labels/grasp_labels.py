@@ -118,7 +118,7 @@ def jaw_contacts(mesh, translations, rotations, depths, max_width=GRIPPER.max_wi
     return mu, width
 
 
-def object_grasp_labels(mesh, num_points=300, views=None, seed=0, collision_spacing=0.003, device=None,
+def object_grasp_labels(mesh, num_points=300, views=None, seed=0, collision_spacing=0.005, device=None,
                         progress=False):
     """Grasp labels of one object (model frame): a dict with points, offsets,
     collision, scores (see the module docstring). ``views``: indices of a

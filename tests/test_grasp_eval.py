@@ -137,3 +137,18 @@ def test_dataset_top_labels_score_near_the_top():
     assert np.mean((r["mu"] > 0) & (r["mu"] <= 0.4)) >= 0.8
     mu = force_closure_mu(BOX.copy().apply_transform(POSE), g)
     assert np.mean((mu > 0) & (mu <= 0.2 + 1e-9)) >= 0.9   # the labels' own mu, at the evaluator's grid
+
+
+def test_bad_grasp_arrays_are_rejected():
+    g = _g(0.9, _frame([0, 0, -1], [1, 0, 0]), TOP)
+    bad = g.copy()
+    bad[0, 5] = np.nan
+    with pytest.raises(ValueError, match="finite"):
+        eval_frame(bad, [BOX], POSE[None], CAMERA)
+    with pytest.raises(ValueError, match="17"):
+        eval_frame(g[:, :16], [BOX], POSE[None], CAMERA)
+    with pytest.raises(ValueError, match="rotations"):
+        grasp_array(1, 0.05, 0.02, 0.02, np.eye(3), np.zeros(3))
+    r = eval_frame(np.zeros((0, 17)), [BOX], POSE[None], CAMERA)
+    assert r["accuracy"].shape == (50, 6) and r["accuracy"].sum() == 0
+    assert ap_summary(r["accuracy"])["AP"] == 0

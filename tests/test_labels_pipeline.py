@@ -120,3 +120,22 @@ def test_evaluate_grasps_ranks_label_grasps_above_random(serial_root, tmp_path, 
     with pytest.raises(SystemExit, match="missing grasp file"):
         main(["evaluate-grasps", "--root", serial_root, "--dump-dir", str(tmp_path / "none"), "--scenes", "0",
               "--quiet"])
+
+
+def test_failed_tasks_are_retried_reported_and_stop_later_stages(scenes_root, tmp_path, capsys):
+    root = str(tmp_path / "gn")
+    shutil.copytree(scenes_root, root)
+    first = sorted(os.listdir(os.path.join(root, "scenes", "scene_0000")))
+    ids = [int(x) for x in open(os.path.join(root, "scenes", "scene_0000", "object_id_list.txt")).read().split()]
+    os.remove(os.path.join(root, "models", f"{ids[0]:03d}", "nontextured.ply"))
+    calls = []
+    s = generate_labels(root, [0], engine="serial", num_points=4, views=[0, 150], retries=1, progress=False,
+                        log=calls.append)
+    st = s["stages"]["grasp labels"]
+    assert st["written"] == 1 and len(st["failed"]) == 1 and "missing object model" in st["failed"][0][1]
+    assert "collision labels" not in s["stages"] and "graspness" not in s["stages"]
+    assert main(["labels", "--root", root, "--scenes", "0", "--engine", "serial", "--points", "4", "--view-step",
+                 "150", "--quiet"]) == 1
+    out = capsys.readouterr().out
+    assert "1 failed" in out and "collision labels: not run" in out
+    assert sorted(os.listdir(os.path.join(root, "scenes", "scene_0000"))) == first

@@ -229,7 +229,8 @@ def test_collision_checks_match_loops(dtype):
     np.testing.assert_array_equal(model_free_collision(P, t, R, w, d, chunk=1000), counts > 0)
     # GSNet's threshold on points per voxel volume
     vol = (2 * 0.02 * 0.06 * 0.01 + 0.02 * (w64 + 0.02) * 0.01 + 0.02 * (w64 + 0.02) * 0.05) / 0.005 ** 3
-    np.testing.assert_array_equal(model_free_collision(P, t, R, w, d, collision_thresh=0.002), counts / (vol + 1e-6) > 0.002)
+    np.testing.assert_array_equal(model_free_collision(P, t, R, w, d, collision_thresh=0.002),
+                                  counts / (vol + 1e-6) > 0.002)
     coll, inner = _loop_finger(P64, t64, R64, w64, d64)
     c2, empty = finger_collision(P, t, R, w, d, empty_thresh=3)
     np.testing.assert_array_equal(c2, coll)

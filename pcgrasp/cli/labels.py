@@ -27,7 +27,7 @@ def cmd_labels(a):
         t0 = time.time()
         s = generate_labels(a.root, scenes, camera=a.camera, num_points=a.points, views=views, engine=a.engine,
                             ray_address=a.ray_address, num_cpus=a.num_cpus, retries=a.retries,
-                            progress=not a.quiet)
+                            device=a.device, progress=not a.quiet)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
         raise SystemExit(f"labels: {e}") from None
     failed = 0
@@ -54,7 +54,7 @@ def cmd_evaluate_grasps(a):
     try:
         scenes = parse_scene_ids(a.scenes)
         t0 = time.time()
-        r = evaluate_scenes(a.root, a.dump_dir, scenes, camera=a.camera, progress=not a.quiet)
+        r = evaluate_scenes(a.root, a.dump_dir, scenes, camera=a.camera, progress=not a.quiet, device=a.device)
     except (ValueError, FileNotFoundError) as e:
         raise SystemExit(f"evaluate-grasps: {e}") from None
     for s, v in sorted(r["scenes"].items()):
@@ -84,6 +84,7 @@ def register(sub):
     g.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local Ray instance)")
     g.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance")
     g.add_argument("--retries", type=int, default=2, help="retries of a failed task")
+    g.add_argument("--device", default=None, help="torch device of the collision checks and kNN (default cpu)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.set_defaults(func=cmd_labels)
 
@@ -94,5 +95,6 @@ def register(sub):
                                                         "160-189 novel)")
     e.add_argument("--camera", default="realsense")
     e.add_argument("--json", default=None, help="also write the APs to this JSON file")
+    e.add_argument("--device", default=None, help="torch device of the collision checks (default cpu)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate_grasps)

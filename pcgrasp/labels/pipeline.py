@@ -20,16 +20,16 @@ from .scene_labels import _object_ids, collision_label_path, graspness_path, wri
     write_scene_graspness
 
 
-def _object_task(root, obj_id, num_points, views, seed):
-    return write_object_labels(root, obj_id, num_points=num_points, views=views, seed=seed)
+def _object_task(root, obj_id, num_points, views, seed, device):
+    return write_object_labels(root, obj_id, num_points=num_points, views=views, seed=seed, device=device)
 
 
-def _collision_task(root, scene_id, camera, spacing):
-    return write_scene_collision_labels(root, scene_id, camera=camera, spacing=spacing)
+def _collision_task(root, scene_id, camera, spacing, device):
+    return write_scene_collision_labels(root, scene_id, camera=camera, spacing=spacing, device=device)
 
 
-def _graspness_task(root, scene_id, camera, ann_id):
-    return write_scene_graspness(root, scene_id, camera=camera, anns=[ann_id]) > 0
+def _graspness_task(root, scene_id, camera, ann_id, device):
+    return write_scene_graspness(root, scene_id, camera=camera, anns=[ann_id], device=device) > 0
 
 
 def ray_available():
@@ -79,9 +79,11 @@ def _run_ray(tasks, retries, bar):
 
 
 def generate_labels(root, scenes, camera="realsense", num_points=300, views=None, spacing=0.005, seed=0,
-                    engine="auto", ray_address=None, num_cpus=None, retries=2, progress=True, log=print):
+                    engine="auto", ray_address=None, num_cpus=None, retries=2, device=None, progress=True, log=print):
     """Runs the three stages for ``scenes`` (ids) of ``root``. engine: "auto"
     (Ray when installed, else serial with a note), "ray" or "serial".
+    device: the torch device of the collision checks and kNN (e.g. "cuda";
+    ray casting stays on the CPU).
     Returns a summary dict: per stage the files written, skipped and failed
     (with the errors), and the seconds taken."""
     from tqdm import tqdm
@@ -110,7 +112,7 @@ def generate_labels(root, scenes, camera="realsense", num_points=300, views=None
     scene_objects = {s: _object_ids(root, s) for s in scenes}
     objects = sorted({o for ids in scene_objects.values() for o in ids})
     stages = [
-        ("grasp labels", [(_object_task, (root, o, num_points, views, seed)) for o in objects
+        ("grasp labels", [(_object_task, (root, o, num_points, views, seed, device)) for o in objects
                           if not os.path.exists(grasp_label_path(root, o))], len(objects)),
     ]
     summary = {"engine": "ray" if use_ray else "serial", "stages": {}}
@@ -120,14 +122,14 @@ def generate_labels(root, scenes, camera="realsense", num_points=300, views=None
         bar = tqdm(total=total, initial=total - len(tasks), desc=name, disable=not progress)
         res = run(tasks, retries, bar) if tasks else []
         bar.close()
-        failed = [(args[1:], err) for args, _, err in res if err is not None]
+        failed = [(args[1:-1], err) for args, _, err in res if err is not None]
         summary["stages"][name] = {"written": sum(1 for _, ok, err in res if err is None and ok),
                                    "skipped": total - len(tasks), "failed": failed, "seconds": time.time() - t0}
         return not failed
 
     ok = run_stage(*stages[0])
     if ok:
-        todo = [(_collision_task, (root, s, camera, spacing)) for s in scenes
+        todo = [(_collision_task, (root, s, camera, spacing, device)) for s in scenes
                 if not os.path.exists(collision_label_path(root, s))]
         ok = run_stage("collision labels", todo, len(scenes))
     if ok:
@@ -135,7 +137,7 @@ def generate_labels(root, scenes, camera="realsense", num_points=300, views=None
 
         ds = GraspNetScenes(root, split="all", camera=camera, num_points=None, scene_ids=list(scenes))
         frames = [(s, a) for s in scenes for a in range(len(ds.camera_poses(s)))]
-        todo = [(_graspness_task, (root, s, camera, a)) for s, a in frames
+        todo = [(_graspness_task, (root, s, camera, a, device)) for s, a in frames
                 if not os.path.exists(graspness_path(root, s, camera, a))]
         run_stage("graspness", todo, len(frames))
     return summary

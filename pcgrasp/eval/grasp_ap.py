@@ -209,15 +209,15 @@ def evaluate_scenes(root, dump_dir, scene_ids, camera="realsense", anns=None, pr
 
     from ..data.graspnet import GraspNetScenes
     from ..data.synthetic.scenes import _model
+    from ..labels.scene_labels import frame_meta
 
     ds = GraspNetScenes(root, split="all", camera=camera, num_points=None, scene_ids=list(scene_ids))
     per_scene = {}
     frames = [(s, a) for s in ds.scene_ids for a in (range(len(ds.camera_poses(s))) if anns is None else anns)]
     for s, a in tqdm(frames, desc="evaluate", disable=not progress):
-        f = ds.frame(s, a, num_points=1, rng=np.random.default_rng(0))
-        meshes = [_model(root, int(o)) for o in f["object_ids"]]
-        r = eval_frame(read_dump(dump_dir, s, camera, a), meshes, f["object_poses"], f["camera_pose"],
-                       device=device)
+        obj_ids, obj_poses, camera_pose = frame_meta(ds, s, a)
+        meshes = [_model(root, int(o)) for o in obj_ids]
+        r = eval_frame(read_dump(dump_dir, s, camera, a), meshes, obj_poses, camera_pose, device=device)
         per_scene.setdefault(s, []).append(r["accuracy"])
     out = {"scenes": {}, "splits": {}}
     for s, acc in per_scene.items():

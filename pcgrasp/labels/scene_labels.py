@@ -48,12 +48,22 @@ def _object_ids(root, scene_id):
         return [int(line) for line in f if line.strip()]
 
 
+def frame_meta(scenes, scene_id, ann_id):
+    """A frame's (object_ids [n], object poses [n, 4, 4] model -> camera,
+    camera pose [4, 4] camera -> table) from its meta file, without reading
+    the images."""
+    from ..data.graspnet import read_meta
+
+    path = os.path.join(scenes.root, "scenes", f"scene_{scene_id:04d}", scenes.camera, "meta", f"{ann_id:04d}.mat")
+    ids, poses, _, _ = read_meta(path)
+    return ids, poses, scenes.camera_pose(scene_id, ann_id)
+
+
 def scene_object_poses(scenes, scene_id, camera_ann=0):
     """(object ids in object_id_list order, model -> table poses [n, 4, 4])."""
     ids = scenes.object_ids(scene_id)
-    f = scenes.frame(scene_id, camera_ann, num_points=1, rng=np.random.default_rng(0))
-    T = f["camera_pose"]
-    pose_of = {int(o): p for o, p in zip(f["object_ids"], f["object_poses"])}
+    obj_ids, obj_poses, T = frame_meta(scenes, scene_id, camera_ann)
+    pose_of = {int(o): p for o, p in zip(obj_ids, obj_poses)}
     missing = [o for o in ids if o not in pose_of]
     if missing:
         raise ValueError(f"scene {scene_id}: objects {missing} of object_id_list.txt have no pose in the meta")
@@ -219,8 +229,8 @@ def scene_label_grasps(root, scene_id, ann_id, camera="realsense", fric_thresh=0
     from ..data.graspnet import GraspNetScenes
 
     ds = GraspNetScenes(root, split="all", camera=camera, num_points=None, scene_ids=[scene_id])
-    f = ds.frame(scene_id, ann_id, num_points=1, rng=np.random.default_rng(0))
-    pose_of = {int(o): p for o, p in zip(f["object_ids"], f["object_poses"])}
+    obj_ids, obj_poses, _ = frame_meta(ds, scene_id, ann_id)
+    pose_of = {int(o): p for o, p in zip(obj_ids, obj_poses)}
     rows = []
     with np.load(collision_label_path(root, scene_id)) as coll:
         for i, o in enumerate(_object_ids(root, scene_id)):

@@ -124,11 +124,11 @@ def near_points(points, center, radius):
     return np.flatnonzero(((P - np.asarray(center, dtype=np.float64)) ** 2).sum(1) <= radius ** 2)
 
 
-def gripper_reach(depth_max, max_width=GRIPPER.max_width, gripper=GRIPPER, approach_dist=0.05):
+def gripper_reach(depth_max, max_width=GRIPPER.max_width, gripper=GRIPPER, approach_dist=0.05, depth_min=0.0):
     """A radius around a grasp translation that holds every region of both
-    checks (for ``near_points``)."""
+    checks for depths in [depth_min, depth_max] (for ``near_points``)."""
     back = max(gripper.finger_length + gripper.finger_width + max(approach_dist, gripper.finger_width),
                gripper.depth_base + gripper.finger_width)
-    x = back + abs(depth_max)  # conservative: covers every depth in [-depth_max, depth_max]
+    x = max(abs(depth_max), back - min(depth_min, 0.0), abs(depth_min))  # regions span x in (d - back, d)
     y = max_width / 2 + gripper.finger_width
     return float(np.sqrt(x ** 2 + y ** 2 + (gripper.height / 2) ** 2)) + 1e-6

@@ -124,5 +124,6 @@ setup(
     package_data={"pcgrasp": ["configs/*.yaml"]},
     install_requires=["torch>=2.5", "numpy", "trimesh", "pyyaml", "tqdm", "tensorboard", "matplotlib",
                       "scipy", "embreex", "rtree", "python-fcl", "pillow", "threadpoolctl"],
+    extras_require={"scale": ["ray"]},  # pcgrasp labels on a Ray cluster (optional; serial without it)
     entry_points={"console_scripts": ["pcgrasp = pcgrasp.cli:main"]},
 )

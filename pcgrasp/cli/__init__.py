@@ -13,9 +13,9 @@ commands run data-parallel (DDP).
 import argparse
 import sys
 
-from . import ebm, jepa, scenes
+from . import ebm, jepa, labels, scenes
 
-PIPELINES = (jepa, scenes, ebm)
+PIPELINES = (jepa, scenes, ebm, labels)
 
 
 def main(argv=None):

@@ -1,0 +1,134 @@
+"""Gripper-vs-point-cloud collision checks, vectorised in torch (CPU or GPU).
+
+Two geometries, both in the grasp frame q = R^T (p - t) (x approach, y
+closing, z height; t the grasp translation):
+
+- ``model_free_collision``: GSNet's ``ModelFreeCollisionDetector``. Inside
+  |q_z| < h/2: the fingers d - L < q_x < d with w/2 < |q_y| < w/2 + f; the
+  bottom d - L - f < q_x <= d - L and |q_y| < w/2 + f; the approach (shifting)
+  region d - L - f - a < q_x <= d - L - f, same y span (L = finger_length,
+  f = finger_width, a = max(approach_dist, f)). Collision when the points
+  found, divided by the volume of those regions in voxels of ``voxel_size``,
+  exceed ``collision_thresh`` (GSNet's "iou"; 0 means any point).
+- ``finger_collision``: graspnetAPI's evaluation (``collision_detection``):
+  the fingers span -depth_base < q_x < d, the bottom -depth_base - f < q_x <=
+  -depth_base; any point there collides; a grasp with fewer than
+  ``empty_thresh`` points between the fingers (|q_y| <= w/2, same x and z
+  span) is empty.
+
+Both cost O(grasps x points): pass the points near the grasps (see
+``near_points``); grasps are processed in chunks of ``chunk`` elements.
+"""
+import numpy as np
+import torch
+
+from .views import GRIPPER
+
+
+def _tensor(x, name, shape_tail, dtype, device):
+    t = torch.as_tensor(np.array(x) if not torch.is_tensor(x) else x, dtype=dtype, device=device)
+    if t.shape[1:] != shape_tail or t.ndim != 1 + len(shape_tail):
+        raise ValueError(f"{name} must be [N, {', '.join(map(str, shape_tail))}], got shape {tuple(t.shape)}")
+    if not torch.isfinite(t).all():
+        raise ValueError(f"{name} must be finite")
+    return t
+
+
+def _grasps(points, centers, rotations, widths, depths, dtype, device):
+    P = _tensor(points, "points", (3,), dtype, device)
+    c = _tensor(centers, "centers", (3,), dtype, device)
+    R = _tensor(rotations, "rotations", (3, 3), dtype, device)
+    n = c.shape[0]
+    if R.shape[0] != n:
+        raise ValueError(f"rotations must be [N, 3, 3] with N = {n}, got shape {tuple(R.shape)}")
+    out = [P, c, R]
+    for name, v in (("widths", widths), ("depths", depths)):
+        t = torch.as_tensor(np.array(v) if not torch.is_tensor(v) else v, dtype=dtype, device=device)
+        t = t.expand(n).contiguous() if t.ndim == 0 else t
+        if t.shape != (n,):
+            raise ValueError(f"{name} must be a number or [N] with N = {n}, got shape {tuple(t.shape)}")
+        if not torch.isfinite(t).all() or (name == "widths" and (t < 0).any()):
+            raise ValueError(f"{name} must be finite" + (" and >= 0" if name == "widths" else ""))
+        out.append(t)
+    return out
+
+
+def _local_chunks(P, c, R, chunk):
+    """(start, end, x, y, z), each [M, n], the grasp-frame coordinates q =
+    R^T (p - c) of every point for grasps start:end, as matrix products:
+    (p - c0) R - (c - c0) R with c0 the chunk's first centre (exact when the
+    grasps share a centre, as a label point's)."""
+    n, M = c.shape[0], P.shape[0]
+    step = max(1, chunk // max(M, 1))
+    for s in range(0, n, step):
+        e = min(n, s + step)
+        Rc, c0 = R[s:e], c[s]
+        X = P - c0
+        shift = torch.einsum("nk,nkj->nj", c[s:e] - c0, Rc)
+        yield (s, e) + tuple(X @ Rc[:, :, j].T - shift[:, j] for j in range(3))
+
+
+def model_free_collision(points, centers, rotations, widths, depths, heights=GRIPPER.height,
+                         finger_width=GRIPPER.finger_width, finger_length=GRIPPER.finger_length, approach_dist=0.05,
+                         voxel_size=0.005, collision_thresh=0.0, dtype=torch.float64, device=None, chunk=1 << 22):
+    """[N] bool numpy: GSNet's model-free collision of N grasps with a cloud
+    ``points`` [M, 3] (centers [N, 3], rotations [N, 3, 3], widths and depths
+    numbers or [N]; heights a number). See the module docstring."""
+    P, c, R, w, d = _grasps(points, centers, rotations, widths, depths, dtype, device)
+    if not voxel_size > 0 or not collision_thresh >= 0:
+        raise ValueError(f"voxel_size must be > 0 and collision_thresh >= 0, got {voxel_size!r}, {collision_thresh!r}")
+    h, f, L = float(heights), float(finger_width), float(finger_length)
+    a = max(float(approach_dist), f)
+    out = torch.zeros(c.shape[0], dtype=torch.bool)
+    if c.shape[0] == 0 or P.shape[0] == 0:
+        return out.numpy()
+    for s, e, x, y, z in _local_chunks(P, c, R, chunk):
+        dd, hw = d[s:e], 0.5 * w[s:e]
+        ya = y.abs()
+        # fingers: d - L < x < d, |y| > w/2; bottom + shifting: d - L - f - a < x <= d - L (|y| < w/2 + f, |z| < h/2)
+        hit = (z.abs() < h / 2) & (ya < hw + f) & (x > dd - L - f - a) & (x < dd) & ((ya > hw) | (x <= dd - L))
+        count = hit.sum(0).to(dtype)
+        if collision_thresh == 0:
+            out[s:e] = (count > 0).cpu()
+        else:
+            ww = w[s:e]
+            volume = (2 * h * L * f + h * (ww + 2 * f) * f + h * (ww + 2 * f) * a) / voxel_size ** 3
+            out[s:e] = (count / (volume + 1e-6) > collision_thresh).cpu()
+    return out.numpy()
+
+
+def finger_collision(points, centers, rotations, widths, depths, height=GRIPPER.height,
+                     finger_width=GRIPPER.finger_width, depth_base=GRIPPER.depth_base, empty_thresh=10,
+                     dtype=torch.float64, device=None, chunk=1 << 22):
+    """graspnetAPI's evaluation check of N grasps against a cloud [M, 3]:
+    (collision [N] bool, empty [N] bool) numpy. See the module docstring."""
+    P, c, R, w, d = _grasps(points, centers, rotations, widths, depths, dtype, device)
+    n = c.shape[0]
+    coll, inner_count = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.int64)
+    if n and P.shape[0]:
+        h, f, b = float(height), float(finger_width), float(depth_base)
+        for s, e, x, y, z in _local_chunks(P, c, R, chunk):
+            dd, hw = d[s:e], 0.5 * w[s:e]
+            ya = y.abs()
+            span = (z.abs() < h / 2) & (ya < hw + f)
+            along = (x > -b) & (x < dd)
+            bottom = (x <= -b) & (x > -b - f)
+            coll[s:e] = (span & ((along & (ya > hw)) | bottom)).any(0).cpu()
+            inner_count[s:e] = (span & along & (ya <= hw)).sum(0).cpu()
+    return coll.numpy(), (inner_count < empty_thresh).numpy()
+
+
+def near_points(points, center, radius):
+    """Indices of ``points`` [M, 3] within ``radius`` of ``center`` [3]."""
+    P = np.asarray(points, dtype=np.float64)
+    return np.flatnonzero(((P - np.asarray(center, dtype=np.float64)) ** 2).sum(1) <= radius ** 2)
+
+
+def gripper_reach(depth_max, max_width=GRIPPER.max_width, gripper=GRIPPER, approach_dist=0.05, depth_min=0.0):
+    """A radius around a grasp translation that holds every region of both
+    checks for depths in [depth_min, depth_max] (for ``near_points``)."""
+    back = max(gripper.finger_length + gripper.finger_width + max(approach_dist, gripper.finger_width),
+               gripper.depth_base + gripper.finger_width)
+    x = max(abs(depth_max), back - min(depth_min, 0.0), abs(depth_min))  # regions span x in (d - back, d)
+    y = max_width / 2 + gripper.finger_width
+    return float(np.sqrt(x ** 2 + y ** 2 + (gripper.height / 2) ** 2)) + 1e-6

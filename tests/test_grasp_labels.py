@@ -1,0 +1,248 @@
+"""GraspNet-1B grasp conventions, per-object grasp labels and the gripper
+collision checks, against independent constructions written here."""
+import numpy as np
+import pytest
+import trimesh
+from scipy.spatial.transform import Rotation
+
+from pcgrasp.labels.collision import finger_collision, model_free_collision
+from pcgrasp.labels.grasp_labels import friction_score, grasp_grid, label_points, object_grasp_labels
+from pcgrasp.labels.views import (ANGLES, DEPTHS, GRIPPER, generate_views, grasp_rotations,
+                                  viewpoint_params_to_matrix)
+
+
+# ------------------------------------------------------------------ views
+
+def test_fibonacci_views():
+    v = generate_views(300)
+    assert v.shape == (300, 3)
+    np.testing.assert_allclose(np.linalg.norm(v, axis=1), 1.0, atol=1e-12)
+    assert np.all(np.diff(v[:, 2]) > 0)                         # rising z, evenly spaced
+    np.testing.assert_allclose(np.diff(v[:, 2]), 2 / 300, atol=1e-12)
+    # successive azimuths advance by 2 pi phi (the golden angle's complement)
+    az = np.arctan2(v[:, 1], v[:, 0])
+    step = np.mod(np.diff(az), 2 * np.pi)
+    np.testing.assert_allclose(step, np.mod(2 * np.pi * (np.sqrt(5) - 1) / 2, 2 * np.pi), atol=1e-9)
+    # near-uniform: each octant holds about 300 / 8 views
+    octant = (v[:, 0] > 0) * 4 + (v[:, 1] > 0) * 2 + (v[:, 2] > 0)
+    assert np.bincount(octant, minlength=8).min() >= 30
+    with pytest.raises(ValueError, match="n"):
+        generate_views(0)
+
+
+def _independent_rotation(approach, angle):
+    x = approach / np.linalg.norm(approach)
+    y0 = np.cross([0.0, 0.0, 1.0], x)
+    y0 = np.array([0.0, 1.0, 0.0]) if np.linalg.norm(y0) == 0 else y0 / np.linalg.norm(y0)
+    y = Rotation.from_rotvec(angle * x).apply(y0)   # in-plane rotation about the approach axis
+    return np.stack([x, y, np.cross(x, y)], 1)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_rotation_matches_independent_construction(dtype):
+    rng = np.random.default_rng(0)
+    towards = rng.normal(size=(50, 3)).astype(dtype)
+    towards[0] = [0, 0, -2]  # vertical: y falls back to (0, 1, 0)
+    towards[1] = [0, 0, 3]
+    angles = rng.uniform(-np.pi, np.pi, 50)
+    R = viewpoint_params_to_matrix(towards, angles)
+    for t, a, r in zip(towards, angles, R):
+        np.testing.assert_allclose(r, _independent_rotation(t.astype(np.float64), a), atol=1e-6)
+    np.testing.assert_allclose(R @ R.transpose(0, 2, 1), np.broadcast_to(np.eye(3), R.shape), atol=1e-12)
+    np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-12)
+    with pytest.raises(ValueError, match="towards"):
+        viewpoint_params_to_matrix(np.zeros((1, 3)), 0.0)
+    with pytest.raises(ValueError, match="towards"):
+        viewpoint_params_to_matrix(np.ones((2, 2)), 0.0)
+
+
+def test_grid_rotations_approach_minus_view_and_angle_order():
+    R = grasp_rotations()
+    assert R.shape == (300, 12, 3, 3)
+    v = generate_views(300)
+    np.testing.assert_allclose(R[:, :, :, 0], np.broadcast_to(-v[:, None], (300, 12, 3)), atol=1e-12)
+    np.testing.assert_allclose(ANGLES, np.arange(12) * np.pi / 12)
+    # angle k turns the closing axis by k pi / 12 from angle 0's, about the approach
+    cos = np.einsum("vai,vi->va", R[:, :, :, 1], R[:, 0, :, 1])
+    np.testing.assert_allclose(cos, np.broadcast_to(np.cos(ANGLES), (300, 12)), atol=1e-12)
+    sub = grasp_rotations([5, 7])
+    np.testing.assert_array_equal(sub, R[[5, 7]])
+    with pytest.raises(ValueError, match="views"):
+        grasp_rotations([300])
+    np.testing.assert_allclose(DEPTHS, [0.01, 0.02, 0.03, 0.04])
+    assert (GRIPPER.height, GRIPPER.finger_width, GRIPPER.depth_base, GRIPPER.max_width) == (0.02, 0.01, 0.02, 0.1)
+
+
+def test_friction_score_grid():
+    mu = np.array([0.0, 0.1, 0.1000000001, 0.15, 0.95, 1.0, 1.01, np.inf, np.nan])
+    np.testing.assert_allclose(friction_score(mu), [0.1, 0.1, 0.1, 0.2, 1.0, 1.0, -1, -1, -1])
+
+
+# ------------------------------------------------------------------ labels on a box vs analytic brute force
+
+def _box_line_contacts(half, m, y):
+    """Slab method: the entry/exit parameters of the line m + s y in the box
+    [-half, half] and the outward normals there (None when it misses)."""
+    lo, hi, n_lo, n_hi = -np.inf, np.inf, None, None
+    for k in range(3):
+        if abs(y[k]) < 1e-15:
+            if abs(m[k]) > half[k]:
+                return None
+            continue
+        a, b = (-half[k] - m[k]) / y[k], (half[k] - m[k]) / y[k]
+        na, nb = -np.eye(3)[k], np.eye(3)[k]
+        if a > b:
+            a, b, na, nb = b, a, nb, na
+        if a > lo:
+            lo, n_lo = a, na
+        if b < hi:
+            hi, n_hi = b, nb
+    if lo > hi:
+        return None
+    return lo, hi, n_lo, n_hi
+
+
+def _box_score(half, t, R, d, max_width=0.1):
+    m = t + 0.5 * d * R[:, 0]
+    y = R[:, 1]
+    hit = _box_line_contacts(half, m, y)
+    if hit is None:
+        return -1.0
+    lo, hi, n_lo, n_hi = hit
+    if max(abs(lo), abs(hi)) > max_width / 2:
+        return -1.0
+    mu = max(np.tan(np.arccos(np.clip(-n_lo @ y, -1, 1))), np.tan(np.arccos(np.clip(n_hi @ y, -1, 1))))
+    for f in np.arange(1, 11) / 10:
+        if mu <= f + 1e-9:
+            return f
+    return -1.0
+
+
+@pytest.fixture(scope="module")
+def box_labels():
+    half = np.array([0.02, 0.03, 0.04])
+    mesh = trimesh.creation.box(extents=2 * half)
+    views = np.arange(0, 300, 25)
+    return half, mesh, views, object_grasp_labels(mesh, num_points=20, views=views, seed=3)
+
+
+def test_box_labels_match_analytic_brute_force(box_labels):
+    half, mesh, views, lab = box_labels
+    P = lab["points"]
+    assert lab["scores"].shape == (len(P), len(views), 12, 4)
+    assert lab["offsets"].shape == (len(P), len(views), 12, 4, 3)
+    assert lab["collision"].dtype == bool and lab["scores"].dtype == np.float32
+    # label points on the surface
+    assert np.abs(np.abs(P) - half).min(1).max() < 1e-6
+    t, R, d, a = grasp_grid(P, views)
+    want = np.array([_box_score(half, *g) for g in zip(t, R, d)])
+    got = lab["scores"].reshape(-1)
+    mismatch = np.abs(got - want) > 1e-6
+    assert mismatch.mean() < 0.002, (mismatch.sum(), len(want))  # only lines grazing an edge may differ
+    assert (want > 0).sum() > 100 and (want < 0).sum() > 100
+    np.testing.assert_allclose(lab["offsets"][..., 0].reshape(-1), a, atol=1e-6)
+    np.testing.assert_allclose(lab["offsets"][..., 1].reshape(-1), d, atol=1e-6)
+    w = lab["offsets"][..., 2]
+    assert (w > 0).all() and (w <= 0.1 + 1e-7).all()
+
+
+def test_exactly_antipodal_box_grasp_scores_smallest_mu():
+    half = np.array([0.02, 0.03, 0.04])
+    mesh = trimesh.creation.box(extents=2 * half)
+    from pcgrasp.labels.grasp_labels import jaw_contacts
+
+    # top-down onto the top face, closing along x: both normals on the line
+    R = viewpoint_params_to_matrix(np.array([[0.0, 0.0, -1.0]]), np.array([0.0]))
+    R = R @ Rotation.from_rotvec([np.pi / 2, 0, 0]).as_matrix()  # closing axis -> world x
+    t = np.array([[0.0, 0.0, half[2]]])
+    mu, width = jaw_contacts(mesh, t, R, [0.02])
+    assert friction_score(mu)[0] == pytest.approx(0.1)
+    assert width[0] == pytest.approx(2 * half[0] + 0.01)
+    # slanted by 30 degrees about the approach in the face plane: mu = tan 30 ~ 0.577 -> 0.6
+    Rs = R @ Rotation.from_rotvec([np.radians(30), 0, 0]).as_matrix()
+    mu, _ = jaw_contacts(mesh, t, Rs, [0.02])
+    assert mu[0] == pytest.approx(np.tan(np.radians(30)), rel=1e-6)
+    assert friction_score(mu)[0] == pytest.approx(0.6)
+
+
+def test_labels_reject_bad_input():
+    with pytest.raises(ValueError, match="num_points"):
+        label_points(trimesh.creation.box(), num_points=0)
+    with pytest.raises(ValueError, match="mesh"):
+        object_grasp_labels(trimesh.Trimesh(), num_points=5)
+    with pytest.raises(ValueError, match="points"):
+        grasp_grid(np.zeros((3, 2)))
+
+
+# ------------------------------------------------------------------ collision checks vs per-grasp loops
+
+def _loop_model_free(P, t, R, w, d, h=0.02, f=0.01, L=0.06, a=0.05):
+    a = max(a, f)
+    out = []
+    for ti, Ri, wi, di in zip(t, R, w, d):
+        q = (P - ti) @ Ri
+        hits = 0
+        for x, y, z in q:
+            if not (-h / 2 < z < h / 2 and abs(y) < wi / 2 + f):
+                continue
+            finger = di - L < x < di and abs(y) > wi / 2
+            bottom = di - L - f < x <= di - L
+            shift = di - L - f - a < x <= di - L - f
+            hits += finger or bottom or shift
+        out.append(hits)
+    return np.array(out)
+
+
+def _loop_finger(P, t, R, w, d, h=0.02, f=0.01, b=0.02):
+    coll, inner = [], []
+    for ti, Ri, wi, di in zip(t, R, w, d):
+        q = (P - ti) @ Ri
+        c = n = 0
+        for x, y, z in q:
+            if not (-h / 2 < z < h / 2 and abs(y) < wi / 2 + f):
+                continue
+            if -b < x < di:
+                if abs(y) > wi / 2:
+                    c += 1
+                else:
+                    n += 1
+            elif -b - f < x <= -b:
+                c += 1
+        coll.append(c > 0)
+        inner.append(n)
+    return np.array(coll), np.array(inner)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_collision_checks_match_loops(dtype):
+    rng = np.random.default_rng(1)
+    P = rng.uniform(-0.12, 0.12, size=(150, 3)).astype(dtype)
+    P = np.concatenate([P, P[:20]])  # duplicates
+    n = 60
+    t = rng.uniform(-0.02, 0.02, size=(n, 3)).astype(dtype)
+    R = Rotation.random(n, random_state=2).as_matrix().astype(dtype)
+    w = rng.uniform(0.0, 0.1, n).astype(dtype)
+    d = rng.choice(DEPTHS, n).astype(dtype)
+    P64, t64, R64, w64, d64 = (np.asarray(v, np.float64) for v in (P, t, R, w, d))
+    counts = _loop_model_free(P64, t64, R64, w64, d64)
+    assert 0 < (counts > 0).sum() < n
+    np.testing.assert_array_equal(model_free_collision(P, t, R, w, d, chunk=1000), counts > 0)
+    # GSNet's threshold on points per voxel volume
+    vol = (2 * 0.02 * 0.06 * 0.01 + 0.02 * (w64 + 0.02) * 0.01 + 0.02 * (w64 + 0.02) * 0.05) / 0.005 ** 3
+    np.testing.assert_array_equal(model_free_collision(P, t, R, w, d, collision_thresh=0.002),
+                                  counts / (vol + 1e-6) > 0.002)
+    coll, inner = _loop_finger(P64, t64, R64, w64, d64)
+    c2, empty = finger_collision(P, t, R, w, d, empty_thresh=3)
+    np.testing.assert_array_equal(c2, coll)
+    np.testing.assert_array_equal(empty, inner < 3)
+    # empty inputs
+    assert model_free_collision(np.zeros((0, 3)), t, R, w, d).sum() == 0
+    assert model_free_collision(P, t[:0], R[:0], w[:0], d[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="rotations"):
+        model_free_collision(P, t, R[:3], w, d)
+    with pytest.raises(ValueError, match="widths"):
+        model_free_collision(P, t, R, -w, d)
+    with pytest.raises(ValueError, match="points"):
+        finger_collision(P[:, :2], t, R, w, d)
+    with pytest.raises(ValueError, match="centers"):
+        finger_collision(P, np.full((n, 3), np.nan), R, w, d)

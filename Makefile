@@ -65,3 +65,9 @@ newest-torch:
 
 clean:
 	rm -rf build .venv-newest *.egg-info pcgrasp/_C*.so pcgrasp/_build_config.py demo_out
+
+# MinkowskiEngine 0.5.4 for the CPU, a reference for pcgrasp.nn (parity tests, fixtures,
+# benchmarks); pcgrasp never needs it and CI never builds it. Needs libopenblas-dev; 5-13 min.
+.PHONY: minkowski
+minkowski: venv
+	bash tools/install-minkowski.sh $(PY)

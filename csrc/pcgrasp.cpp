@@ -21,6 +21,9 @@ TORCH_LIBRARY(pcgrasp, m) {
   m.def("voxelize(Tensor points, float voxel_size, Tensor lengths) -> (Tensor coords, Tensor inverse, Tensor first)");
   m.def("cylinder_query(Tensor query, Tensor rotation, Tensor points, Tensor query_lengths, Tensor lengths, float radius, float hmin, float hmax, int k, bool nearest) -> (Tensor idx, Tensor count)");
   m.def("nearest_neighbor_order(Tensor centers, Tensor lengths) -> Tensor");
+  // sparse convolution (pcgrasp.nn)
+  m.def("kernel_map(Tensor in_coords, Tensor out_coords, int[] kernel_size, int[] dilation, int[] tensor_stride) -> (Tensor in_idx, Tensor out_idx, Tensor counts)");
+  m.def("downsample_coords(Tensor coords, int[] stride) -> (Tensor coords, Tensor inverse)");
 }
 
 // The extension is loaded as a Python module only so that importing it runs

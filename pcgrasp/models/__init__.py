@@ -4,6 +4,8 @@ from .transformer import TransformerEncoder
 from .jepa import PointEncoder, PointJEPA, sample_blocks, ema_update, ema_momentum
 from .grasp import AttentionPool, GraspModel, WTAHead, MSEHead
 from .ebm import GraspEnergyModel
+from .minkunet import MinkUNet14D, ResUNet14
 
 __all__ = ["PatchTokenizer", "TransformerEncoder", "PointEncoder", "PointJEPA", "sample_blocks", "ema_update",
-           "ema_momentum", "AttentionPool", "GraspModel", "WTAHead", "MSEHead", "GraspEnergyModel"]
+           "ema_momentum", "AttentionPool", "GraspModel", "WTAHead", "MSEHead", "GraspEnergyModel",
+           "MinkUNet14D", "ResUNet14"]

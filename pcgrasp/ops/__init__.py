@@ -8,6 +8,7 @@ from .ball_query import ball_query
 from .fps import farthest_point_sample
 from .gather import gather_points, scatter_add_points
 from .interpolate import inverse_distance_weights, three_interpolate
+from .kernel_map import downsample_coords, kernel_map, kernel_offsets
 from .knn import knn, three_nn
 from .correspondences import correspondences, radius_pairs
 from .cylinder_query import cylinder_query
@@ -35,6 +36,9 @@ __all__ = [
     "voxelize",
     "cylinder_query",
     "nearest_neighbor_order",
+    "kernel_map",
+    "kernel_offsets",
+    "downsample_coords",
     "masked_to_padded",
     "padded_to_packed",
     "packed_to_padded",

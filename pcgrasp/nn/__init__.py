@@ -1,0 +1,22 @@
+"""pcgrasp.nn: sparse voxel layers on pcgrasp.ops (MinkowskiEngine 0.5.4 compatible weights).
+
+Layers: ops <- nn <- models. See README "Sparse voxel backbone".
+"""
+from .functional import KernelMap, sparse_conv
+from .modules import SparseBatchNorm, SparseConv3d, SparseConvTranspose3d, SparseReLU
+from .sparse_tensor import (CoordinateManager, SparseTensor, features_at_points, sparse_cat,
+                            sparse_tensor_from_points)
+
+__all__ = [
+    "SparseTensor",
+    "CoordinateManager",
+    "SparseConv3d",
+    "SparseConvTranspose3d",
+    "SparseBatchNorm",
+    "SparseReLU",
+    "sparse_cat",
+    "sparse_conv",
+    "KernelMap",
+    "sparse_tensor_from_points",
+    "features_at_points",
+]

@@ -1,0 +1,140 @@
+"""Sparse convolution over a kernel map: per offset, gather -> matmul -> scatter-add.
+
+The scatter-add is ``index_put_(accumulate=True)``: on the CPU ``index_add_`` adds row by
+row and measured ~10x slower here; a dense neighbour-table formulation (no scatter) did 3x
+the matmul work on surface scenes (about a third of the 27 neighbours are occupied).
+
+On the CPU, float32 / float64 go through NumPy (its bundled OpenBLAS): torch's CPU matmul
+(MKL) and OpenMP-parallel gathers measured 2-4x slower per layer on the development VM's AMD
+EPYC under load (see benchmarks/results). ``USE_NUMPY_ON_CPU = False`` switches that off."""
+import numpy as np
+import torch
+
+USE_NUMPY_ON_CPU = True
+
+__all__ = ["KernelMap", "sparse_conv"]
+
+
+class KernelMap:
+    """The (input row, output row) pairs of every kernel offset, split per offset.
+
+    Args: in_idx, out_idx [P] int64 grouped by offset; counts (K ints); n_in, n_out: the
+    row counts of the input and output maps."""
+
+    def __init__(self, in_idx, out_idx, counts, n_in, n_out):
+        counts = [int(c) for c in counts]
+        self.counts, self.n_in, self.n_out = counts, n_in, n_out
+        self.pairs = []
+        for k, (i, o) in enumerate(zip(in_idx.split(counts), out_idx.split(counts))):
+            if n_in == n_out == i.numel() and self._is_identity(i, o):
+                i = o = None  # the centre of a stride-1 kernel: a plain matmul, no gather / scatter
+            if i is None or i.numel():
+                self.pairs.append((k, i, o))
+
+    @staticmethod
+    def _is_identity(i, o):
+        ar = torch.arange(i.numel(), device=i.device)
+        return bool(torch.equal(i, ar)) and bool(torch.equal(o, ar))
+
+    @staticmethod
+    def identity(n):
+        """One offset, every row onto itself (a 1x1 convolution)."""
+        t = KernelMap.__new__(KernelMap)
+        t.counts, t.n_in, t.n_out, t.pairs = [n], n, n, [(0, None, None)]
+        return t
+
+    def transposed(self):
+        """The same pairs read backwards (a transposed convolution's map)."""
+        t = KernelMap.__new__(KernelMap)
+        t.counts, t.n_in, t.n_out = self.counts, self.n_out, self.n_in
+        t.pairs = [(k, o, i) for k, i, o in self.pairs]
+        return t
+
+
+def _acc_dtype(dtype):
+    return torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+
+
+def _numpy_path(x):
+    return USE_NUMPY_ON_CPU and x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+
+
+def _conv(x, w, pairs, n_rows, transpose_w=False):
+    """out[o] += x[i] @ w[k] (or w[k]^T) over the pairs; fp32 accumulation for half types."""
+    cout = w.shape[1] if transpose_w else w.shape[2]
+    if _numpy_path(x):
+        xn, wn = x.detach().contiguous().numpy(), w.detach().to(x.dtype).contiguous().numpy()
+        out = np.zeros((n_rows, cout), dtype=xn.dtype)
+        for k, i, o in pairs:
+            wk = wn[k].T if transpose_w else wn[k]
+            if i is None:
+                out += xn @ wk
+            else:  # o holds each row at most once per offset, so += is a scatter-add
+                out[o.numpy()] += np.take(xn, i.numpy(), axis=0) @ wk
+        return torch.from_numpy(out)
+    out = torch.zeros((n_rows, cout), dtype=_acc_dtype(x.dtype), device=x.device)
+    for k, i, o in pairs:
+        wk = w[k].t() if transpose_w else w[k]
+        if i is None:
+            out += (x @ wk).to(out.dtype)
+        else:
+            out.index_put_((o,), (x.index_select(0, i) @ wk).to(out.dtype), accumulate=True)
+    return out.to(x.dtype)
+
+
+class _SparseConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, feats, weight, kmap):
+        ctx.save_for_backward(feats, weight)
+        ctx.kmap = kmap
+        return _conv(feats, weight, kmap.pairs, kmap.n_out)
+
+    @staticmethod
+    def backward(ctx, grad):
+        feats, weight = ctx.saved_tensors
+        kmap = ctx.kmap
+        grad = grad.to(feats.dtype)
+        gf = gw = None
+        if ctx.needs_input_grad[0]:  # the same pairs, read backwards, with W^T
+            gf = _conv(grad, weight, [(k, o, i) for k, i, o in kmap.pairs], kmap.n_in, transpose_w=True)
+        if ctx.needs_input_grad[1]:
+            gw = torch.zeros(weight.shape, dtype=_acc_dtype(weight.dtype), device=weight.device)
+            if _numpy_path(feats):
+                fn, gn, gwn = feats.detach().contiguous().numpy(), grad.detach().contiguous().numpy(), gw.numpy()
+                for k, i, o in kmap.pairs:
+                    gwn[k] = fn.T @ gn if i is None else np.take(fn, i.numpy(), axis=0).T @ np.take(gn, o.numpy(), axis=0)
+                return gf, gw.to(weight.dtype), None
+            for k, i, o in kmap.pairs:
+                if i is None:
+                    gw[k] = (feats.t() @ grad).to(gw.dtype)
+                else:
+                    gw[k] = (feats.index_select(0, i).t() @ grad.index_select(0, o)).to(gw.dtype)
+            gw = gw.to(weight.dtype)
+        return gf, gw, None
+
+
+def sparse_conv(features, weight, kernel_map):
+    """Sparse convolution over a :class:`KernelMap`.
+
+    Args:
+        features: [n_in, Cin] float; weight: [K, Cin, Cout], same dtype as features
+            (under autocast both are cast to the autocast dtype).
+        kernel_map: KernelMap with K offsets.
+
+    Returns:
+        [n_out, Cout]: ``out[o] = sum over pairs (i, o) of offset k of features[i] @ weight[k]``
+        (a correlation, as MinkowskiEngine), accumulated in float32 for half types.
+    """
+    if weight.dim() != 3 or weight.shape[0] != len(kernel_map.counts) or weight.shape[1] != features.shape[1]:
+        raise ValueError(f"weight must have shape [{len(kernel_map.counts)}, {features.shape[1]}, Cout], "
+                         f"got {tuple(weight.shape)}")
+    if features.shape[0] != kernel_map.n_in:
+        raise ValueError(f"features has {features.shape[0]} rows, the kernel map's input has {kernel_map.n_in}")
+    dev = features.device.type
+    if torch.is_autocast_enabled(dev):
+        dt = torch.get_autocast_dtype(dev)
+        features, weight = features.to(dt), weight.to(dt)
+    elif weight.dtype != features.dtype:
+        raise TypeError(f"features ({features.dtype}) and weight ({weight.dtype}) must have the same dtype")
+    with torch.autocast(dev, enabled=False):
+        return _SparseConv.apply(features, weight, kernel_map)

@@ -1,0 +1,276 @@
+"""pcgrasp.nn layers against naive dictionary-based float64 references (tests/_sparse_reference.py)."""
+import numpy as np
+import pytest
+import torch
+
+import pcgrasp.nn as snn
+from pcgrasp import ops
+import _sparse_reference as ref
+from conftest import DEVICES, requires_cuda
+
+
+def random_map(rng, n=120, batches=3, lo=-5, hi=5):
+    """Unique rows, ragged batches (random sizes), negative coordinates, shuffled."""
+    c = np.concatenate([rng.integers(0, batches, (n, 1)), rng.integers(lo, hi, (n, 3))], 1)
+    c = np.unique(c, axis=0)
+    c = c[rng.permutation(len(c))]
+    return torch.as_tensor(c, dtype=torch.int32)
+
+
+def tuples(c):
+    return [tuple(r) for r in c.tolist()]
+
+
+def sparse(rng, C=3, dtype=torch.float64, device="cpu", **kw):
+    c = random_map(rng, **kw)
+    return snn.SparseTensor(torch.as_tensor(rng.normal(size=(len(c), C)), dtype=dtype, device=device), c.to(device))
+
+
+@pytest.fixture(params=["numpy", "torch"])
+def cpu_path(request, monkeypatch):
+    """On the CPU, float32/64 convolutions run through NumPy's BLAS by default; test both paths."""
+    from pcgrasp.nn import functional
+    monkeypatch.setattr(functional, "USE_NUMPY_ON_CPU", request.param == "numpy")
+    return request.param
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("ks,dil,bias", [(3, 1, False), (5, 1, True), (2, 1, False), (3, 2, True), (1, 1, True),
+                                         (4, 1, False)])
+def test_conv_stride1_matches_reference(rng, device, ks, dil, bias, cpu_path):
+    x = sparse(rng, device=device)
+    conv = snn.SparseConv3d(3, 4, ks, dilation=dil, bias=bias).double().to(device)
+    assert conv.kernel.shape == ((3, 4) if ks == 1 else (ks ** 3, 3, 4))
+    if bias:
+        assert conv.bias.shape == (1, 4)
+    y = conv(x)
+    assert y.tensor_stride == 1 and y.C is x.C  # submanifold: same map, same row order
+    _, want = ref.conv(tuples(x.C.cpu()), x.F.cpu(), conv.kernel.detach().cpu(), 1, ks, dil=dil,
+                       bias=None if not bias else conv.bias.detach().cpu())
+    torch.testing.assert_close(y.F.cpu(), want, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("ks", [2, 3])
+def test_strided_conv_and_transpose_match_reference(rng, device, ks, cpu_path):
+    x = sparse(rng, device=device, lo=-9, hi=9, n=200)
+    down1 = snn.SparseConv3d(3, 4, ks, stride=2).double().to(device)
+    down2 = snn.SparseConv3d(4, 5, ks, stride=2).double().to(device)
+    up2 = snn.SparseConvTranspose3d(5, 4, ks, stride=2, bias=True).double().to(device)
+    up1 = snn.SparseConvTranspose3d(4, 2, ks, stride=2).double().to(device)
+    y1 = down1(x)
+    y2 = down2(y1)
+    z1 = up2(y2)
+    z0 = up1(z1)
+    c0 = tuples(x.C.cpu())
+    W = lambda m: m.kernel.detach().cpu()  # noqa: E731
+    c1, r1 = ref.conv(c0, x.F.cpu(), W(down1), 1, ks, stride=2)
+    c2, r2 = ref.conv(c1, r1, W(down2), 2, ks, stride=2)
+    assert y1.tensor_stride == 2 and y2.tensor_stride == 4 and z1.tensor_stride == 2 and z0.tensor_stride == 1
+    assert tuples(y1.C.cpu()) == c1 and tuples(y2.C.cpu()) == c2  # floor, sorted
+    torch.testing.assert_close(y1.F.cpu(), r1, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(y2.F.cpu(), r2, rtol=1e-12, atol=1e-12)
+    q1 = ref.conv_transpose(c2, r2, W(up2), c1, 2, ks, bias=up2.bias.detach().cpu())
+    q0 = ref.conv_transpose(c1, q1, W(up1), c0, 1, ks)
+    assert z1.C is y1.C and z0.C is x.C  # back onto the maps the strided convs came from
+    torch.testing.assert_close(z1.F.cpu(), q1, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(z0.F.cpu(), q0, rtol=1e-12, atol=1e-12)
+
+
+def test_offset_order_and_correlation():
+    """One input voxel at (1, 0, 0), one output at the origin: only offset k = 14 (+x) connects,
+    and the result is F @ W[14] (a correlation: out[u] += F[u + offset])."""
+    c = torch.tensor([[0, 0, 0, 0], [0, 1, 0, 0]], dtype=torch.int32)
+    F = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    conv = snn.SparseConv3d(1, 1, 3).double()
+    with torch.no_grad():
+        conv.kernel.copy_(torch.arange(27, dtype=torch.float64).reshape(27, 1, 1))
+    y = conv(snn.SparseTensor(F, c))
+    assert y.F[:, 0].tolist() == [14.0, 13.0]  # origin sees +x (k=14); (1,0,0) sees itself (k=13)
+
+
+def test_gradcheck_conv_layers(rng, cpu_path):
+    """Gradients of features, kernel and bias through the modules (functional_call swaps in
+    the differentiated parameters)."""
+    x = sparse(rng, C=2, n=40, lo=-3, hi=3)
+    down = snn.SparseConv3d(2, 2, 2, stride=2).double()
+    y = down(x)
+    for layer, inp in [(snn.SparseConv3d(2, 3, 3, bias=True), x), (snn.SparseConv3d(2, 3, 2, stride=2, bias=True), x),
+                       (snn.SparseConv3d(2, 3, 1, bias=True), x),
+                       (snn.SparseConvTranspose3d(2, 3, 2, stride=2, bias=True), y)]:
+        layer = layer.double()
+
+        def f(F, W, b, layer=layer, inp=inp):
+            return torch.func.functional_call(layer, {"kernel": W, "bias": b}, (inp.replace_features(F),)).F
+        args = (inp.F.detach().clone().requires_grad_(), layer.kernel.detach().clone().requires_grad_(),
+                layer.bias.detach().clone().requires_grad_())
+        assert torch.autograd.gradcheck(f, args)
+
+
+def test_module_gradients_match_reference(rng, cpu_path):
+    x = sparse(rng, C=3, n=80)
+    F = x.F.clone().requires_grad_()
+    conv = snn.SparseConv3d(3, 2, 3).double()
+    y = conv(x.replace_features(F))
+    (y.F ** 2).sum().backward()
+    W = conv.kernel.detach().clone().requires_grad_()
+    F2 = x.F.clone().requires_grad_()
+    _, r = ref.conv(tuples(x.C), F2, W, 1, 3)
+    (r ** 2).sum().backward()
+    torch.testing.assert_close(F.grad, F2.grad)
+    torch.testing.assert_close(conv.kernel.grad, W.grad)
+
+
+def test_batchnorm_relu_cat_add(rng):
+    x = sparse(rng, C=4)
+    bn = snn.SparseBatchNorm(4).double()
+    assert set(bn.state_dict()) == {"bn.weight", "bn.bias", "bn.running_mean", "bn.running_var",
+                                    "bn.num_batches_tracked"}
+    with torch.no_grad():
+        bn.bn.weight.uniform_(0.5, 2)
+        bn.bn.bias.normal_()
+    y = bn(x)
+    sd = {k: v for k, v in bn.state_dict().items()}
+    torch.testing.assert_close(y.F, ref.batch_norm(x.F, {"bn." + k[3:]: v for k, v in sd.items()}, "bn.", True))
+    bn.eval()
+    torch.testing.assert_close(bn(x).F, ref.batch_norm(x.F, bn.state_dict(), "bn.", False))
+    r = snn.SparseReLU(inplace=True)(x)
+    assert torch.equal(r.F, x.F.clamp_min(0)) and bool((x.F < 0).any())  # input untouched
+    cat = snn.sparse_cat(x, r)
+    assert torch.equal(cat.F, torch.cat([x.F, r.F], 1)) and cat.C is x.C
+    assert torch.equal((x + r).F, x.F + r.F)
+    other = sparse(rng, C=4)
+    with pytest.raises(ValueError, match="same coordinate map"):
+        snn.sparse_cat(x, other)
+    with pytest.raises(ValueError, match="same coordinate map"):
+        x + other
+
+
+def test_coordinate_manager_caches_maps(rng):
+    x = sparse(rng, C=2, lo=-8, hi=8)
+    cm = x.coordinate_manager
+    a, b = snn.SparseConv3d(2, 2, 3), snn.SparseConv3d(2, 2, 3)
+    a(x.replace_features(x.F.float()))
+    n = len(cm._kernel_maps)
+    b(x.replace_features(x.F.float()))
+    assert len(cm._kernel_maps) == n  # built once per (map, kernel, stride)
+    d = snn.SparseConv3d(2, 2, 2, stride=2)
+    y = d(x.replace_features(x.F.float()))
+    n = len(cm._kernel_maps)
+    u = snn.SparseConvTranspose3d(2, 2, 2, stride=2)(y)
+    assert len(cm._kernel_maps) == n and u.C is x.C  # the transposed conv reuses the strided conv's map
+
+
+def test_from_points_and_back(rng):
+    B, N = 3, 60
+    pts = torch.as_tensor(rng.normal(size=(B, N, 3)) * 0.05)
+    feats = torch.as_tensor(rng.normal(size=(B, N, 2)))
+    lengths = torch.tensor([0, 17, 60])
+    for reduce in ("first", "mean"):
+        x, inverse = snn.sparse_tensor_from_points(pts, feats, 0.02, lengths, reduce=reduce)
+        groups = {}
+        for b in range(B):
+            for i in range(int(lengths[b])):
+                key = (b, *np.floor(pts[b, i].numpy() / 0.02).astype(int).tolist())
+                groups.setdefault(key, []).append(feats[b, i])
+        assert tuples(x.C) == sorted(groups)
+        want = torch.stack([g[0] if reduce == "first" else torch.stack(g).mean(0) for _, g in sorted(groups.items())])
+        torch.testing.assert_close(x.F, want)
+        back = snn.features_at_points(x, inverse).reshape(B, N, 2)
+        assert bool((back[0] == 0).all()) and bool((back[1, 17:] == 0).all())
+        c = x.C.tolist()
+        for b, i in [(1, 0), (1, 16), (2, 59)]:
+            key = [b, *np.floor(pts[b, i].numpy() / 0.02).astype(int).tolist()]
+            assert torch.equal(back[b, i], x.F[c.index(key)])
+
+
+def test_empty_tensor():
+    x = snn.SparseTensor(torch.zeros(0, 3), torch.zeros(0, 4, dtype=torch.int32))
+    y = snn.SparseConv3d(3, 5, 3)(x)
+    z = snn.SparseConv3d(5, 5, 2, stride=2)(y)
+    assert y.F.shape == (0, 5) and z.F.shape == (0, 5)
+    assert snn.SparseConvTranspose3d(5, 1, 2, stride=2)(z).F.shape == (0, 1)
+
+
+def test_malformed_inputs(rng):
+    c = random_map(rng, 20)
+    F = torch.zeros(len(c), 3)
+    with pytest.raises(TypeError, match="coordinates must be int32"):
+        snn.SparseTensor(F, c.long())
+    with pytest.raises(ValueError, match="coordinates must be a"):
+        snn.SparseTensor(F, c[:, :3])
+    with pytest.raises(ValueError, match="features"):
+        snn.SparseTensor(F[:-1], c)
+    with pytest.raises(ValueError, match="unique"):
+        snn.SparseTensor(torch.zeros(2, 3), torch.zeros(2, 4, dtype=torch.int32))
+    with pytest.raises(ValueError, match="multiples of tensor_stride"):
+        snn.SparseTensor(torch.zeros(1, 3), torch.tensor([[0, 1, 2, 2]], dtype=torch.int32), tensor_stride=2)
+    with pytest.raises(ValueError, match="tensor_stride"):
+        snn.SparseTensor(F, c, tensor_stride=0)
+    x = snn.SparseTensor(F, c)
+    with pytest.raises(ValueError, match="input channels"):
+        snn.SparseConv3d(4, 2, 3)(x)
+    with pytest.raises(TypeError, match="SparseTensor"):
+        snn.SparseConv3d(3, 2, 3)(F)
+    with pytest.raises(KeyError, match="no coordinate map at tensor stride"):
+        snn.SparseConvTranspose3d(3, 2, 2, stride=2)(snn.SparseTensor(F, c * 2, tensor_stride=2))
+    with pytest.raises(ValueError, match="not divisible"):
+        snn.SparseConvTranspose3d(3, 2, 2, stride=4)(snn.SparseConv3d(3, 3, 3, stride=2)(x))
+    with pytest.raises(ValueError, match="kernel_size"):
+        snn.SparseConv3d(3, 2, 0)
+    with pytest.raises(ValueError, match="out_channels"):
+        snn.SparseConv3d(3, -2, 3)
+    with pytest.raises(TypeError, match="same dtype"):
+        snn.SparseConv3d(3, 2, 3)(x.replace_features(F.double()))
+    with pytest.raises(ValueError, match="different map at tensor stride 1"):
+        snn.SparseTensor(F, c.flip(0), coordinate_manager=x.coordinate_manager)
+    assert snn.SparseTensor(F * 2, coordinate_manager=x.coordinate_manager).C is x.C
+    with pytest.raises(ValueError, match="coordinates are required"):
+        snn.SparseTensor(F)
+    with pytest.raises(IndexError, match="inverse"):
+        snn.features_at_points(x, torch.tensor([0, len(c)]))
+
+
+def test_cpu_autocast_bf16(rng):
+    x = sparse(rng, C=8, dtype=torch.float32)
+    conv = snn.SparseConv3d(8, 4, 3)
+    want = conv(x).F
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+    assert y.F.dtype == torch.bfloat16
+    torch.testing.assert_close(y.F.float(), want, rtol=3e-2, atol=3e-2)
+    y.F.float().sum().backward()
+    assert conv.kernel.grad.dtype == torch.float32
+
+
+@requires_cuda
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_autocast_half(rng, dtype):
+    x = sparse(rng, C=16, dtype=torch.float32, device="cuda", n=400, lo=-10, hi=10)
+    conv = snn.SparseConv3d(16, 8, 3).cuda()
+    want = conv(x).F
+    with torch.autocast("cuda", dtype=dtype):
+        y = conv(x)
+    assert y.F.dtype == dtype
+    torch.testing.assert_close(y.F.float(), want, rtol=2e-2, atol=2e-2)
+    y.F.float().sum().backward()
+    assert conv.kernel.grad.dtype == torch.float32 and bool(torch.isfinite(conv.kernel.grad).all())
+
+
+@requires_cuda
+def test_cuda_matches_cpu(rng):
+    x = sparse(rng, C=4, n=500, lo=-12, hi=12)
+    layers = torch.nn.ModuleList([snn.SparseConv3d(4, 6, 3), snn.SparseConv3d(6, 6, 2, stride=2),
+                                  snn.SparseConvTranspose3d(6, 3, 2, stride=2)]).double()
+
+    def run(x):
+        y = layers[2](layers[1](layers[0](x)))
+        y.F.pow(2).sum().backward()
+        return y.F.detach(), [p.grad.clone() for p in layers.parameters()]
+    a, ga = run(x)
+    layers.zero_grad()
+    layers.cuda()
+    b, gb = run(snn.SparseTensor(x.F.cuda(), x.C.cuda()))
+    torch.testing.assert_close(a, b.cpu())
+    for p, q in zip(ga, gb):
+        torch.testing.assert_close(p, q.cpu())

@@ -5,6 +5,7 @@
   train, evaluate, sweep, demo)
 - ``scenes``: synthetic cluttered scenes in the GraspNet-1B layout (generate-scenes)
 - ``ebm``: the energy-based grasp planner (ebm generate|train|sweep|refine)
+- ``contrast``: GraspContrast pretraining (contrast-pretrain, contrast-evaluate, contrast-report)
 
 ``--config`` takes a YAML path or the name of a packaged config. Trailing
 ``key.sub=value`` arguments override the config. Under torchrun the training
@@ -13,9 +14,9 @@ commands run data-parallel (DDP).
 import argparse
 import sys
 
-from . import ebm, jepa, scenes
+from . import contrast, ebm, jepa, scenes
 
-PIPELINES = (jepa, scenes, ebm)
+PIPELINES = (jepa, scenes, ebm, contrast)
 
 
 def main(argv=None):

@@ -258,8 +258,8 @@ def scenes_root(tmp_path_factory):
 
 def tiny_cfg(root, out, **train):
     return {"seed": 0, "device": "cpu", "fne": True, "augment": True,
-            "data": {"root": root, "train_split": "train", "val_split": "test", "val_pairs": 2, "num_points": 600,
-                     "min_overlap": 0.3, "overlap_points": 300, "max_pairs_per_scene": 3},
+            "data": {"root": root, "train_split": "train", "val_split": "test", "val_pairs": 2, "num_points": 1500,
+                     "min_overlap": 0.3, "overlap_points": 3000, "max_pairs_per_scene": 3},
             "model": {"out_channels": 8, "planes": list(SMALL_PLANES), "voxel_size": 0.005},
             "loss": {"tau": 0.07, "gamma": 0.02, "epsilon": 0.0075, "keypoints": 48},
             "train": {"epochs": 3, "batch_size": 2, "lr": 1e-3, "lr_decay": 0.95, "out": str(out), **train}}
@@ -309,3 +309,27 @@ def test_cli_ablations_and_report(scenes_root, tmp_path):
     assert main(["contrast-report", "--config", str(cfg_path)]) == 0
     assert os.path.getsize(tmp_path / "run" / "curves.png") > 1000
     assert "val FMR" in open(tmp_path / "run" / "table.md").read()
+
+
+def test_per_step_augmentation_keeps_world_positions():
+    g = torch.Generator().manual_seed(5)
+    rng = np.random.default_rng(5)
+    p = torch.rand(3, 50, 3, generator=g, dtype=torch.float64)
+    T = torch.as_tensor(np.stack([rigid(rng) for _ in range(3)]))
+    torch.manual_seed(0)
+    q, Tq = contrast.augment_views(p, T)
+    assert not torch.allclose(q, p)
+    for b in range(3):
+        np.testing.assert_allclose(world_np(q[b].numpy(), Tq[b].numpy()), world_np(p[b].numpy(), T[b].numpy()),
+                                   atol=1e-12)
+        A = (torch.linalg.inv(Tq[b]) @ T[b]).numpy()          # camera -> augmented camera
+        np.testing.assert_allclose(A[:3, :3] @ A[:3, :3].T, np.eye(3), atol=1e-12)
+        up = T[b, :3, :3].numpy().T @ [0, 0, 1.0]            # the table normal in the camera frame
+        # A = R F: F = diag(+-1, 1, 1) the YZ flip, R a rotation about the table normal
+        F = np.diag([np.sign(np.linalg.det(A[:3, :3])), 1.0, 1.0])
+        R = A[:3, :3] @ F
+        np.testing.assert_allclose(R @ up, up, atol=1e-12)
+        np.testing.assert_allclose(np.linalg.det(R), 1.0, atol=1e-12)
+    torch.manual_seed(0)
+    q2, _ = contrast.augment_views(p, T)
+    assert torch.equal(q, q2)                                   # drawn from torch's (checkpointed) RNG

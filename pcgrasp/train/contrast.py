@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from .. import ops
-from ..data.graspnet import FramePairs, GraspNetScenes
+from ..data.graspnet import FramePairs, GraspNetScenes, augmentation
 from ..losses import graspcontrast_loss
 from ..metrics import feature_match_recall
 from ..models import GraspContrast
@@ -102,13 +102,34 @@ def _gather(f, idx):
     return torch.gather(f, 1, idx[..., None].expand(-1, -1, f.shape[-1]))
 
 
+def augment_views(points, T):
+    """A fresh GraspContrast augmentation per cloud (``graspnet.augmentation``:
+    YZ flip, rotation about the table normal), drawn from torch's global RNG
+    (saved in every checkpoint, so a resumed run draws the same ones).
+    points [B, N, 3] in camera frames, T [B, 4, 4] camera -> world. Returns
+    (A p, T inv(A)): the augmented clouds and their transforms to the world."""
+    pts, Ts = [], []
+    for b in range(points.shape[0]):
+        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,))))
+        Tb = T[b].double().cpu().numpy()
+        A = augmentation(rng, Tb[:3, :3].T @ [0.0, 0.0, 1.0])
+        At = torch.as_tensor(A, dtype=points.dtype, device=points.device)
+        pts.append(points[b] @ At[:3, :3].T + At[:3, 3])
+        Ts.append(torch.as_tensor(Tb @ np.linalg.inv(A), dtype=T.dtype, device=T.device))
+    return torch.stack(pts), torch.stack(Ts)
+
+
 def contrast_loss(cfg):
-    """The engine's loss_fn for a batch (points1, points2, T1, T2)."""
+    """The engine's loss_fn for a batch (points1, points2, T1, T2) of
+    unaugmented pairs; with ``augment`` each view gets a fresh augmentation
+    every step (not a fixed one per pair)."""
     lo = cfg["loss"]
     gamma = lo["gamma"] if cfg.get("fne", True) else None
 
     def loss_fn(net, batch):
         p1, p2, T1, T2 = batch
+        if cfg.get("augment", True):
+            (p1, T1), (p2, T2) = augment_views(p1, T1), augment_views(p2, T2)
         f1, f2 = net(p1, p2)
         kp, match, valid, xyz = keypoint_pairs(p1, p2, T1, T2, lo["keypoints"], lo["epsilon"])
         return graspcontrast_loss(_gather(f1, kp).float(), _gather(f2, match).float(), xyz, valid, lo["tau"], gamma)
@@ -140,7 +161,8 @@ def evaluate(model, dataset, cfg, device):
 
 
 def held_out(cfg):
-    """The held-out pairs of ``data.val_split`` (first ``data.val_pairs``)."""
+    """The held-out pairs of ``data.val_split`` (first ``data.val_pairs``),
+    with one fixed augmentation per pair (when ``augment``)."""
     d = cfg["data"]
     pairs = frame_pairs(cfg, d.get("val_split", "test"), cfg.get("augment", True))
     pairs.pairs = pairs.pairs[:d.get("val_pairs", 8)]
@@ -154,8 +176,8 @@ def pretrain(cfg, resume=False, progress=True):
     seed_everything(seed)
     ensure_data(cfg, progress)
     device = pick_device(cfg.get("device", "auto"))
-    train_ds = PairTensors(frame_pairs(cfg, cfg["data"].get("train_split", "train"), cfg.get("augment", True),
-                                       progress))
+    # training views are augmented per step in the loss (fresh draws every epoch)
+    train_ds = PairTensors(frame_pairs(cfg, cfg["data"].get("train_split", "train"), False, progress))
     if len(train_ds) == 0:
         raise ValueError(f"no frame pair of split {cfg['data'].get('train_split', 'train')!r} overlaps more than "
                          f"data.min_overlap={cfg['data'].get('min_overlap', 0.3)}")

@@ -23,6 +23,7 @@ def register(sub):
     e = with_config(sub.add_parser("contrast-evaluate", help="feature-match recall of a backbone on held-out pairs"),
                     "contrast_demo")
     e.add_argument("--backbone", default=None, help="backbone.pt (default: <train.out>/backbone.pt)")
+    e.add_argument("--split", default=None, help="scene split of the pairs (default: data.val_split)")
     e.set_defaults(func=cmd_evaluate)
     r = with_config(sub.add_parser("contrast-report", help="table.md + curves.png of a pretraining run's log"),
                     "contrast_demo")
@@ -42,7 +43,7 @@ def cmd_evaluate(a):
     from ..train import contrast
 
     cfg = load_cfg(a)
-    print(json.dumps(contrast.evaluate_backbone(cfg, a.backbone), indent=1))
+    print(json.dumps(contrast.evaluate_backbone(cfg, a.backbone, a.split), indent=1))
     return 0
 
 

@@ -160,11 +160,11 @@ def evaluate(model, dataset, cfg, device):
     return {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
 
 
-def held_out(cfg):
-    """The held-out pairs of ``data.val_split`` (first ``data.val_pairs``),
-    with one fixed augmentation per pair (when ``augment``)."""
+def held_out(cfg, split=None):
+    """The held-out pairs of ``data.val_split`` (or ``split``; first
+    ``data.val_pairs``), with one fixed augmentation per pair (when ``augment``)."""
     d = cfg["data"]
-    pairs = frame_pairs(cfg, d.get("val_split", "test"), cfg.get("augment", True))
+    pairs = frame_pairs(cfg, split or d.get("val_split", "test"), cfg.get("augment", True))
     pairs.pairs = pairs.pairs[:d.get("val_pairs", 8)]
     return PairTensors(pairs)
 
@@ -215,19 +215,21 @@ def load_backbone(path, device="cpu"):
     return net
 
 
-def evaluate_backbone(cfg, path=None):
-    """Held-out metrics of a ``backbone.pt`` (default: the run's), with the
-    config's loss settings; also those of a randomly initialised backbone of
-    the same shape (seeded) as the reference a pretraining should beat."""
+def evaluate_backbone(cfg, path=None, split=None):
+    """Held-out metrics (pairs of ``data.val_split``, or ``split``) of a
+    ``backbone.pt`` (default: the run's), with the config's loss settings;
+    also those of a randomly initialised backbone of the same shape (seeded)
+    as the reference a pretraining should beat."""
     ensure_data(cfg, progress=False)
     device = pick_device(cfg.get("device", "auto"))
     path = path or os.path.join(cfg["train"]["out"], "backbone.pt")
-    val_ds = held_out(cfg)
+    val_ds = held_out(cfg, split)
     seed_everything(cfg.get("seed", 0))
     model = build_model(cfg).to(device)
     random_init = evaluate(model, val_ds, cfg, device)
     model.backbone.load_state_dict(torch.load(path, map_location=device, weights_only=True), strict=True)
-    return {"backbone": path, "pairs": len(val_ds), "pretrained": evaluate(model, val_ds, cfg, device),
+    return {"backbone": path, "split": split or cfg["data"].get("val_split", "test"), "pairs": len(val_ds),
+            "pretrained": evaluate(model, val_ds, cfg, device),
             "random_init": random_init}
 
 

@@ -274,7 +274,12 @@ def report(log_csv, out, cfg=None):
         if k in rows[0]:
             ax[1].plot(ep, [float(r[k]) for r in rows], "o-", label=lab)
     ax[1].set(xlabel="epoch", ylabel="fraction of keypoints", title="held-out pairs")
-    ax[1].legend()
+    ax[1].legend(loc="upper left")
+    if "val/sim_gap" in rows[0]:
+        tw = ax[1].twinx()
+        tw.plot(ep, [float(r["val/sim_gap"]) for r in rows], "^:", color="tab:green", label="pos - neg similarity")
+        tw.set_ylabel("pos - neg cosine similarity")
+        tw.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(os.path.join(out, "curves.png"), dpi=110)
     plt.close(fig)

@@ -82,6 +82,27 @@ def _conv(x, w, pairs, n_rows, transpose_w=False):
     return out.to(x.dtype)
 
 
+def _backward_numpy(feats, weight, grad, kmap, need_f, need_w):
+    """Both gradients in one pass over the offsets, gathering each offset's G rows once."""
+    fn, gn = feats.detach().contiguous().numpy(), grad.detach().contiguous().numpy()
+    wn = weight.detach().contiguous().numpy()
+    gf = np.zeros_like(fn) if need_f else None
+    gw = np.zeros_like(wn) if need_w else None
+    for k, i, o in kmap.pairs:
+        if i is None:
+            if need_f:
+                gf += gn @ wn[k].T
+            if need_w:
+                gw[k] = fn.T @ gn
+            continue
+        i, g = i.numpy(), np.take(gn, o.numpy(), axis=0)
+        if need_f:  # i holds each row at most once per offset
+            gf[i] += g @ wn[k].T
+        if need_w:
+            gw[k] = np.take(fn, i, axis=0).T @ g
+    return (None if gf is None else torch.from_numpy(gf), None if gw is None else torch.from_numpy(gw), None)
+
+
 class _SparseConv(torch.autograd.Function):
     @staticmethod
     def forward(ctx, feats, weight, kmap):
@@ -95,15 +116,12 @@ class _SparseConv(torch.autograd.Function):
         kmap = ctx.kmap
         grad = grad.to(feats.dtype)
         gf = gw = None
+        if _numpy_path(feats):
+            return _backward_numpy(feats, weight, grad, kmap, *ctx.needs_input_grad[:2])
         if ctx.needs_input_grad[0]:  # the same pairs, read backwards, with W^T
             gf = _conv(grad, weight, [(k, o, i) for k, i, o in kmap.pairs], kmap.n_in, transpose_w=True)
         if ctx.needs_input_grad[1]:
             gw = torch.zeros(weight.shape, dtype=_acc_dtype(weight.dtype), device=weight.device)
-            if _numpy_path(feats):
-                fn, gn, gwn = feats.detach().contiguous().numpy(), grad.detach().contiguous().numpy(), gw.numpy()
-                for k, i, o in kmap.pairs:
-                    gwn[k] = fn.T @ gn if i is None else np.take(fn, i.numpy(), axis=0).T @ np.take(gn, o.numpy(), axis=0)
-                return gf, gw.to(weight.dtype), None
             for k, i, o in kmap.pairs:
                 if i is None:
                     gw[k] = (feats.t() @ grad).to(gw.dtype)

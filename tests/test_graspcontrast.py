@@ -343,3 +343,53 @@ def test_per_step_augmentation_keeps_world_positions():
     torch.manual_seed(0)
     q2, _ = contrast.augment_views(p, T)
     assert torch.equal(q, q2)                                   # drawn from torch's (checkpointed) RNG
+
+
+def _ddp_worker(rank, root, out, port):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    from torch.nn.parallel import DistributedDataParallel as DDP
+
+    from pcgrasp.train.engine import world
+
+    rank, ws = world()
+    cfg = tiny_cfg(root, out, epochs=2, batch_size=1)
+    cfg["augment"] = False
+    pairs = contrast.PairTensors(contrast.frame_pairs(cfg, "train", False))
+    torch.manual_seed(0)
+    model = contrast.build_model(cfg).double().eval()       # eval BN: per-pair features, comparable across ranks
+    batch = [t[None].double() for t in pairs[rank]]           # rank r takes pair r
+    net = DDP(model)                                          # kept alive: its reducer all-reduces in backward
+    contrast.contrast_loss(cfg)(net, batch).backward()
+    torch.save({n: p.grad for n, p in model.named_parameters()}, os.path.join(out, f"grad{rank}.pt"))
+    contrast.pretrain(cfg, progress=False)                    # the full pipeline under torchrun-like DDP
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.pipeline
+def test_ddp_two_gloo_processes_average_the_single_process_gradient(scenes_root, tmp_path):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "ddp")
+    os.makedirs(out)
+    torch.multiprocessing.spawn(_ddp_worker, args=(scenes_root, out, port), nprocs=2, join=True)
+    # one process: the mean of the two pairs' losses (each rank's loss is its pair's mean over valid rows)
+    cfg = tiny_cfg(scenes_root, out, epochs=2, batch_size=1)
+    cfg["augment"] = False
+    pairs = contrast.PairTensors(contrast.frame_pairs(cfg, "train", False))
+    torch.manual_seed(0)
+    model = contrast.build_model(cfg).double().eval()
+    loss_fn = contrast.contrast_loss(cfg)
+    (0.5 * sum(loss_fn(model, [t[None].double() for t in pairs[r]]) for r in range(2))).backward()
+    g0, g1 = torch.load(os.path.join(out, "grad0.pt")), torch.load(os.path.join(out, "grad1.pt"))
+    for n, p in model.named_parameters():
+        torch.testing.assert_close(g0[n], p.grad, rtol=1e-9, atol=1e-12, msg=n)
+        torch.testing.assert_close(g1[n], p.grad, rtol=1e-9, atol=1e-12, msg=n)
+    # the DDP pretraining ran: each epoch took len(pairs) // 2 steps per rank, rank 0 wrote the checkpoint
+    log = list(__import__("csv").DictReader(open(os.path.join(out, "log.csv"))))
+    assert [int(r["step"]) for r in log] == [len(pairs) // 2, 2 * (len(pairs) // 2)]
+    MinkUNet14D(3, 8, SMALL_PLANES).load_state_dict(torch.load(os.path.join(out, "backbone.pt"), weights_only=True))

@@ -1,4 +1,5 @@
-"""Models: Point-JEPA grasp-joint models, the energy-based grasp model, the sparse MinkUNet14D and GraspContrast. Depend only on the public pcgrasp.ops API."""
+"""Models: Point-JEPA grasp-joint models, the energy-based grasp model, the sparse
+MinkUNet14D and GraspContrast. Depend only on the public pcgrasp.ops / pcgrasp.nn APIs."""
 from .tokenizer import PatchTokenizer
 from .transformer import TransformerEncoder
 from .jepa import PointEncoder, PointJEPA, sample_blocks, ema_update, ema_momentum

@@ -238,6 +238,18 @@ def test_malformed_inputs_raise_clear_errors():
         num_points = None
     with pytest.raises(ValueError, match="num_points"):
         contrast.PairTensors(NoFixedSize())
+    good = tiny_cfg("unused", "unused")
+    contrast.check_config(good)
+    for sec, key, bad in [("loss", "tau", 0), ("loss", "epsilon", -1.0), ("loss", "gamma", "x"),
+                          ("loss", "keypoints", 2.5), ("data", "num_points", 0), ("train", "batch_size", None)]:
+        cfg = json.loads(json.dumps(good))
+        cfg[sec][key] = bad
+        with pytest.raises(ValueError, match=f"{sec}.{key}"):
+            contrast.check_config(cfg)
+    with pytest.raises(ValueError, match="fne"):
+        contrast.check_config({**good, "fne": "no"})
+    with pytest.raises(ValueError, match="'loss' section"):
+        contrast.check_config({k: v for k, v in good.items() if k != "loss"})
     from pcgrasp.train.engine import make_schedule
     with pytest.raises(ValueError, match="lr_decay"):
         make_schedule("exponential", 10, 0, 2, 1.5)

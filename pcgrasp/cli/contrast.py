@@ -35,6 +35,10 @@ def cmd_pretrain(a):
     from ..train import contrast
 
     cfg = load_cfg(a)
+    try:
+        contrast.check_config(cfg)
+    except ValueError as e:
+        raise SystemExit(f"contrast-pretrain: {e}") from None
     print(contrast.pretrain(cfg, resume=a.resume, progress=not a.quiet))
     return 0
 

@@ -170,8 +170,35 @@ def held_out(cfg, split=None):
 
 
 # ---------------------------------------------------------------- the stage
+def check_config(cfg):
+    """Clear errors for a config missing a section or holding an out-of-range value."""
+    for sec in ("data", "model", "loss", "train"):
+        if not isinstance(cfg.get(sec), dict):
+            raise ValueError(f"config needs a '{sec}' section")
+    d = cfg["data"]
+
+    def number(sec, key, ok, what):
+        v = cfg[sec].get(key)
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not ok(v):
+            raise ValueError(f"{sec}.{key} must be {what}, got {v!r}")
+
+    number("loss", "tau", lambda v: v > 0, "a number > 0")
+    number("loss", "epsilon", lambda v: v > 0, "a number > 0 (metres)")
+    number("loss", "gamma", lambda v: v >= 0, "a number >= 0 (metres)")
+    number("loss", "keypoints", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+    number("data", "num_points", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+    number("train", "epochs", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+    number("train", "batch_size", lambda v: isinstance(v, int) and v >= 1, "an integer >= 1")
+    for key in ("fne", "augment"):
+        if not isinstance(cfg.get(key, True), bool):
+            raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
+    if "root" not in d or "out" not in cfg["train"]:
+        raise ValueError("config needs data.root and train.out")
+
+
 def pretrain(cfg, resume=False, progress=True):
     """GraspContrast pretraining; returns the path of ``<train.out>/backbone.pt``."""
+    check_config(cfg)
     t, seed = cfg["train"], cfg.get("seed", 0)
     seed_everything(seed)
     ensure_data(cfg, progress)

@@ -405,3 +405,22 @@ def test_ddp_two_gloo_processes_average_the_single_process_gradient(scenes_root,
     log = list(__import__("csv").DictReader(open(os.path.join(out, "log.csv"))))
     assert [int(r["step"]) for r in log] == [len(pairs) // 2, 2 * (len(pairs) // 2)]
     MinkUNet14D(3, 8, SMALL_PLANES).load_state_dict(torch.load(os.path.join(out, "backbone.pt"), weights_only=True))
+
+
+@pytest.mark.pipeline
+def test_pipeline_positives_are_one_world_point_on_generated_scenes(scenes_root):
+    cfg = tiny_cfg(scenes_root, "unused")
+    pairs = contrast.PairTensors(contrast.frame_pairs(cfg, "train", False))
+    p1, p2, T1, T2 = [torch.stack(x) for x in zip(*[pairs[i] for i in range(2)])]
+    torch.manual_seed(1)
+    (p1, T1), (p2, T2) = contrast.augment_views(p1, T1), contrast.augment_views(p2, T2)
+    eps = cfg["loss"]["epsilon"]
+    kp, match, valid, xyz = contrast.keypoint_pairs(p1, p2, T1, T2, 48, eps)
+    assert valid.float().mean() > 0.3
+    for b in range(2):
+        w1 = world_np(p1[b].numpy()[kp[b].numpy()], T1[b].numpy())
+        w2 = world_np(p2[b].numpy(), T2[b].numpy())
+        d2 = ((w1[:, None] - w2[None]) ** 2).sum(-1)
+        v = valid[b].numpy()
+        assert (d2[np.arange(48), match[b].numpy()][v] < eps ** 2 + 1e-9).all()
+        assert (d2.min(1)[~v] >= eps ** 2 - 1e-9).all()        # no match missed

@@ -331,6 +331,9 @@ def test_cli_ablations_and_report(scenes_root, tmp_path):
     assert main(["contrast-report", "--config", str(cfg_path)]) == 0
     assert os.path.getsize(tmp_path / "run" / "curves.png") > 1000
     assert "val FMR" in open(tmp_path / "run" / "table.md").read()
+    assert main(["contrast-report", "--config", str(cfg_path), "--runs", str(tmp_path / "run")]) == 0
+    rows = open(tmp_path / "run" / "ablations.md").read().splitlines()
+    assert len(rows) == 3 and rows[2].startswith("| run | False | False | 1 |")
 
 
 def test_per_step_augmentation_keeps_world_positions():

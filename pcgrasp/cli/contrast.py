@@ -3,6 +3,7 @@
     pcgrasp contrast-pretrain --config contrast_demo [fne=false] [augment=false] [loss.gamma=0.02 ...]
     pcgrasp contrast-evaluate --config contrast_demo [--backbone runs/.../backbone.pt]
     pcgrasp contrast-report --config contrast_demo     # log.csv -> table.md + curves.png
+    pcgrasp contrast-report --runs RUN1 RUN2 --out DIR # last epochs side by side -> DIR/ablations.md
 
 The synthetic scenes are generated under ``data.root`` when missing; point
 ``data.root`` at a real GraspNet-1B root to pretrain on it. ``fne=false`` and
@@ -28,6 +29,8 @@ def register(sub):
     r = with_config(sub.add_parser("contrast-report", help="table.md + curves.png of a pretraining run's log"),
                     "contrast_demo")
     r.add_argument("--out", default=None, help="folder for table.md / curves.png (default: <train.out>)")
+    r.add_argument("--runs", nargs="+", default=None,
+                   help="instead: run folders to compare (ablations) -> <out>/ablations.md")
     r.set_defaults(func=cmd_report)
 
 
@@ -57,5 +60,11 @@ def cmd_report(a):
     cfg = load_cfg(a)
     out = a.out or cfg["train"]["out"]
     os.makedirs(out, exist_ok=True)
+    if a.runs:
+        table = contrast.compare_runs(a.runs)
+        with open(os.path.join(out, "ablations.md"), "w") as f:
+            f.write(table + "\n")
+        print(table)
+        return 0
     print(contrast.report(os.path.join(cfg["train"]["out"], "log.csv"), out, cfg))
     return 0

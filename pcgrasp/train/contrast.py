@@ -311,3 +311,22 @@ def report(log_csv, out, cfg=None):
     fig.savefig(os.path.join(out, "curves.png"), dpi=110)
     plt.close(fig)
     return table
+
+
+def compare_runs(run_dirs):
+    """A markdown table of the last epoch of several runs (the ablations):
+    their ``backbone.json`` switches and final ``log.csv`` row."""
+    import csv
+
+    lines = ["| run | fne | augment | epochs | train loss | val loss | val FMR | val hit ratio | val pos-neg sim |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|"]
+    for d in run_dirs:
+        with open(os.path.join(d, "log.csv")) as f:
+            last = list(csv.DictReader(f))[-1]
+        with open(os.path.join(d, "backbone.json")) as f:
+            meta = json.load(f)
+        cell = lambda k: f"{float(last[k]):.4f}" if last.get(k) not in (None, "") else ""  # noqa: E731
+        lines.append(f"| {os.path.basename(os.path.normpath(d))} | {meta['fne']} | {meta['augment']} | "
+                     f"{float(last['epoch']):.0f} | {cell('loss')} | {cell('val/loss')} | "
+                     f"{cell('val/feature_match_recall')} | {cell('val/hit_ratio')} | {cell('val/sim_gap')} |")
+    return "\n".join(lines)

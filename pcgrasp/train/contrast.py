@@ -6,8 +6,9 @@ MinkUNet14D / ResUNet14 state_dict (ME / GSNet key names such as
 ``conv0p1s1.kernel``, ``bn0.bn.weight``, ``block1.0.conv1.kernel``,
 ``final.kernel``, ``final.bias``) that loads with ``strict=True``.
 
-One step, per scene pair b of the batch: both augmented views (N points each)
-through the backbone -> M keypoints on view 1 by farthest point sampling ->
+One step, per scene pair b of the batch: both views, freshly augmented (N
+points each), through the backbone -> M keypoints on view 1 by farthest point
+sampling (random start) ->
 each keypoint's match in view 2 by ``ops.correspondences`` in the world frame
 (p_w = T_i p with T_i = camera_pose_i @ inv(augmentation_i), given as
 transforms, never applied to copies) within epsilon -> ``valid`` = has a
@@ -32,8 +33,8 @@ from .engine import fit, pick_device, seed_everything, world
 class PairTensors(torch.utils.data.Dataset):
     """``FramePairs`` as fixed-shape tensors the default collate stacks into a
     batch of scene pairs: (points1 [N, 3], points2 [N, 3], transform1 [4, 4],
-    transform2 [4, 4]), float32; transforms map each augmented view to the
-    table (world) frame. Needs ``num_points`` set on the pairs."""
+    transform2 [4, 4]), float32; transforms map each view (augmented when the
+    pairs are) to the table (world) frame. Needs ``num_points`` set on the pairs."""
 
     def __init__(self, pairs):
         if pairs.num_points is None:
@@ -83,13 +84,14 @@ def _world(points, T):
     return points @ T[:, :3, :3].transpose(1, 2) + T[:, None, :3, 3]
 
 
-def keypoint_pairs(points1, points2, T1, T2, num_keypoints, epsilon):
-    """M keypoints on view 1 by FPS and their matches in view 2 (world frame).
+def keypoint_pairs(points1, points2, T1, T2, num_keypoints, epsilon, start="first"):
+    """M keypoints on view 1 by FPS (``start``: "first" or "random", drawn
+    from torch's global CPU RNG) and their matches in view 2 (world frame).
 
     Returns (kp [B, M] int64 indices into points1, match [B, M] int64 indices
     into points2 (0 where invalid), valid [B, M] bool, xyz [B, M, 3] the
     keypoints' world positions)."""
-    kp = ops.farthest_point_sample(points1, num_keypoints)
+    kp = ops.farthest_point_sample(points1, num_keypoints, start=start)
     has_kp = kp >= 0
     kp = kp.clamp_min(0)
     kp_xyz = torch.gather(points1, 1, kp[..., None].expand(-1, -1, 3))
@@ -131,7 +133,8 @@ def contrast_loss(cfg):
         if cfg.get("augment", True):
             (p1, T1), (p2, T2) = augment_views(p1, T1), augment_views(p2, T2)
         f1, f2 = net(p1, p2)
-        kp, match, valid, xyz = keypoint_pairs(p1, p2, T1, T2, lo["keypoints"], lo["epsilon"])
+        # a random FPS start: other keypoints every epoch (FPS is blind to the rotation)
+        kp, match, valid, xyz = keypoint_pairs(p1, p2, T1, T2, lo["keypoints"], lo["epsilon"], start="random")
         return graspcontrast_loss(_gather(f1, kp).float(), _gather(f2, match).float(), xyz, valid, lo["tau"], gamma)
     return loss_fn
 

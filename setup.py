@@ -123,6 +123,7 @@ setup(
     python_requires=">=3.9",
     package_data={"pcgrasp": ["configs/*.yaml"]},
     install_requires=["torch>=2.5", "numpy", "trimesh", "pyyaml", "tqdm", "tensorboard", "matplotlib",
-                      "scipy", "embreex", "rtree", "python-fcl", "pillow"],
+                      "scipy", "embreex", "rtree", "python-fcl", "pillow",
+                      "threadpoolctl"],
     entry_points={"console_scripts": ["pcgrasp = pcgrasp.cli:main"]},
 )

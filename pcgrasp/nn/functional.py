@@ -6,11 +6,28 @@ the matmul work on surface scenes (about a third of the 27 neighbours are occupi
 
 On the CPU, float32 / float64 go through NumPy (its bundled OpenBLAS): torch's CPU matmul
 (MKL) and OpenMP-parallel gathers measured 2-4x slower per layer on the development VM's AMD
-EPYC under load (see benchmarks/results). ``USE_NUMPY_ON_CPU = False`` switches that off."""
+EPYC under load (see benchmarks/results). ``USE_NUMPY_ON_CPU = False`` switches that off.
+The BLAS runs on ``NUMPY_BLAS_THREADS`` threads (default 1): its own thread pool next to torch's
+spinning OpenMP threads oversubscribed the cores and made whole-network passes 2-5x slower."""
+import contextlib
+
 import numpy as np
 import torch
 
 USE_NUMPY_ON_CPU = True
+NUMPY_BLAS_THREADS = 1
+_controller = None
+
+
+def _blas_threads():
+    global _controller
+    try:
+        if _controller is None:
+            from threadpoolctl import ThreadpoolController
+            _controller = ThreadpoolController()
+        return _controller.limit(limits=NUMPY_BLAS_THREADS, user_api="blas")
+    except ImportError:  # pragma: no cover - threadpoolctl is an install requirement
+        return contextlib.nullcontext()
 
 __all__ = ["KernelMap", "sparse_conv"]
 
@@ -65,12 +82,13 @@ def _conv(x, w, pairs, n_rows, transpose_w=False):
     if _numpy_path(x):
         xn, wn = x.detach().contiguous().numpy(), w.detach().to(x.dtype).contiguous().numpy()
         out = np.zeros((n_rows, cout), dtype=xn.dtype)
-        for k, i, o in pairs:
-            wk = wn[k].T if transpose_w else wn[k]
-            if i is None:
-                out += xn @ wk
-            else:  # o holds each row at most once per offset, so += is a scatter-add
-                out[o.numpy()] += np.take(xn, i.numpy(), axis=0) @ wk
+        with _blas_threads():
+            for k, i, o in pairs:
+                wk = wn[k].T if transpose_w else wn[k]
+                if i is None:
+                    out += xn @ wk
+                else:  # o holds each row at most once per offset, so += is a scatter-add
+                    out[o.numpy()] += np.take(xn, i.numpy(), axis=0) @ wk
         return torch.from_numpy(out)
     out = torch.zeros((n_rows, cout), dtype=_acc_dtype(x.dtype), device=x.device)
     for k, i, o in pairs:
@@ -88,18 +106,19 @@ def _backward_numpy(feats, weight, grad, kmap, need_f, need_w):
     wn = weight.detach().contiguous().numpy()
     gf = np.zeros_like(fn) if need_f else None
     gw = np.zeros_like(wn) if need_w else None
-    for k, i, o in kmap.pairs:
-        if i is None:
-            if need_f:
-                gf += gn @ wn[k].T
+    with _blas_threads():
+        for k, i, o in kmap.pairs:
+            if i is None:
+                if need_f:
+                    gf += gn @ wn[k].T
+                if need_w:
+                    gw[k] = fn.T @ gn
+                continue
+            i, g = i.numpy(), np.take(gn, o.numpy(), axis=0)
+            if need_f:  # i holds each row at most once per offset
+                gf[i] += g @ wn[k].T
             if need_w:
-                gw[k] = fn.T @ gn
-            continue
-        i, g = i.numpy(), np.take(gn, o.numpy(), axis=0)
-        if need_f:  # i holds each row at most once per offset
-            gf[i] += g @ wn[k].T
-        if need_w:
-            gw[k] = np.take(fn, i, axis=0).T @ g
+                gw[k] = np.take(fn, i, axis=0).T @ g
     return (None if gf is None else torch.from_numpy(gf), None if gw is None else torch.from_numpy(gw), None)
 
 

@@ -376,6 +376,7 @@ def _ddp_worker(rank, root, out, port):
     model = contrast.build_model(cfg).double().eval()       # eval BN: per-pair features, comparable across ranks
     batch = [t[None].double() for t in pairs[rank]]           # rank r takes pair r
     net = DDP(model)                                          # kept alive: its reducer all-reduces in backward
+    torch.manual_seed(100 + rank)                             # the FPS start of this rank's pair
     contrast.contrast_loss(cfg)(net, batch).backward()
     torch.save({n: p.grad for n, p in model.named_parameters()}, os.path.join(out, f"grad{rank}.pt"))
     contrast.pretrain(cfg, progress=False)                    # the full pipeline under torchrun-like DDP
@@ -399,7 +400,11 @@ def test_ddp_two_gloo_processes_average_the_single_process_gradient(scenes_root,
     torch.manual_seed(0)
     model = contrast.build_model(cfg).double().eval()
     loss_fn = contrast.contrast_loss(cfg)
-    (0.5 * sum(loss_fn(model, [t[None].double() for t in pairs[r]]) for r in range(2))).backward()
+    losses = []
+    for r in range(2):
+        torch.manual_seed(100 + r)
+        losses.append(loss_fn(model, [t[None].double() for t in pairs[r]]))
+    (0.5 * (losses[0] + losses[1])).backward()
     g0, g1 = torch.load(os.path.join(out, "grad0.pt")), torch.load(os.path.join(out, "grad1.pt"))
     for n, p in model.named_parameters():
         torch.testing.assert_close(g0[n], p.grad, rtol=1e-9, atol=1e-12, msg=n)

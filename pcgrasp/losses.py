@@ -71,3 +71,21 @@ def energy_nce_loss(e_pos, e_neg, tau=1.0):
     # large but close energies lose no precision
     diff = (e_pos.unsqueeze(1) - neg.to(e_pos.dtype)) / tau  # [P, Q]
     return torch.logsumexp(torch.cat([torch.zeros_like(e_pos).unsqueeze(1), diff], 1), 1).mean()
+
+
+def graspcontrast_loss(feat1, feat2, xyz, valid=None, tau=0.07, gamma=None):
+    """GraspContrast's loss (Eq. 5) on matched keypoint features, mean over the
+    positive pairs:
+
+        L = -mean_{i valid} log( exp(f_i.g_i / tau) / sum_{k valid} NF_ik exp(f_i.g_k / tau) ),
+        NF_ik = 1(|x_i - x_k| >= gamma)  (and NF_ii = 1),
+
+    feat1 [B, M, C] (view 1's keypoints), feat2 [B, M, C] (their matches in
+    view 2), xyz [B, M, 3] world-frame keypoint positions, valid [B, M] bool
+    (rows without a match: no loss, never a negative). ``gamma=None`` is plain
+    PointInfoNCE (the ``fne=false`` ablation). Negatives come from the same
+    scene pair only. A thin wrapper of ``pcgrasp.ops.point_info_nce`` (tiled,
+    never materialises M x M)."""
+    from . import ops
+
+    return ops.point_info_nce(feat1, feat2, xyz, tau=tau, gamma=gamma, valid=valid)

@@ -63,3 +63,45 @@ def energy_alignment(e_pos, e_neg):
     if e_neg.numel() == 0:
         return 1.0
     return float((e_pos.detach().double() < e_neg.detach().double().min()).double().mean())
+
+
+def feature_match_recall(kp_feat, kp_world, valid, feat2, world2, epsilon):
+    """Label-free registration quality of two views' features (FCGF /
+    PointContrast style), for one view pair.
+
+    Args:
+        kp_feat: [M, C] features of view 1's keypoints; kp_world: [M, 3] their
+            world positions; valid: [M] bool, keypoints that have a true
+            correspondence in view 2 (world distance < epsilon).
+        feat2: [N, C] features of all of view 2's points; world2: [N, 3].
+        epsilon: the correspondence radius (metres).
+
+    For each valid keypoint i, j = argmax_n kp_feat_i . feat2_n (nearest
+    neighbour in feature space; ties: lowest index). Returns a dict of floats:
+        hit_ratio: fraction of valid keypoints whose j is within epsilon of
+            x_i in the world frame;
+        feature_match_recall: the same, counting only mutual nearest
+            neighbours (i is also the nearest keypoint to j in feature space);
+        pos_sim, neg_sim: mean similarity of each valid keypoint to its true
+            match (the nearest view-2 point in the world frame) and to the
+            other valid keypoints' matches; sim_gap = pos_sim - neg_sim.
+    NaN values when no keypoint is valid.
+    """
+    kp_feat, feat2 = kp_feat.detach().double(), feat2.detach().double()
+    kp_world, world2 = kp_world.detach().double(), world2.detach().double()
+    valid = valid.detach().bool()
+    nan = float("nan")
+    if not bool(valid.any()) or feat2.shape[0] == 0:
+        return {"hit_ratio": nan, "feature_match_recall": nan, "pos_sim": nan, "neg_sim": nan, "sim_gap": nan}
+    q, qw = kp_feat[valid], kp_world[valid]
+    j = (q @ feat2.T).argmax(1)                           # [V]
+    hit = ((world2[j] - qw) ** 2).sum(1) < epsilon ** 2
+    back = (feat2[j] @ q.T).argmax(1)                     # nearest valid keypoint to each j
+    mutual = back == torch.arange(len(q), device=q.device)
+    true_j = torch.cdist(qw, world2).argmin(1)            # each keypoint's true match
+    s = q @ feat2[true_j].T                               # [V, V]
+    V = len(q)
+    pos = float(s.diagonal().mean())
+    neg = float((s.sum() - s.diagonal().sum()) / (V * (V - 1))) if V > 1 else nan
+    return {"hit_ratio": float(hit.double().mean()), "feature_match_recall": float((hit & mutual).double().mean()),
+            "pos_sim": pos, "neg_sim": neg, "sim_gap": pos - neg}

@@ -5,6 +5,8 @@
   train, evaluate, sweep, demo)
 - ``scenes``: synthetic cluttered scenes in the GraspNet-1B layout (generate-scenes)
 - ``ebm``: the energy-based grasp planner (ebm generate|train|sweep|refine)
+- ``labels``: GraspNet-1B grasp / collision labels, graspness (labels) and AP (evaluate-grasps)
+- ``contrast``: GraspContrast pretraining (contrast-pretrain, contrast-evaluate, contrast-report)
 
 ``--config`` takes a YAML path or the name of a packaged config. Trailing
 ``key.sub=value`` arguments override the config. Under torchrun the training
@@ -13,9 +15,9 @@ commands run data-parallel (DDP).
 import argparse
 import sys
 
-from . import ebm, jepa, labels, scenes
+from . import contrast, ebm, jepa, labels, scenes
 
-PIPELINES = (jepa, scenes, ebm, labels)
+PIPELINES = (jepa, scenes, ebm, labels, contrast)
 
 
 def main(argv=None):

@@ -1,11 +1,13 @@
-"""Models: Point-JEPA grasp-joint models and the energy-based grasp model. Depend only on the public pcgrasp.ops API."""
+"""Models: Point-JEPA grasp-joint models, the energy-based grasp model, the sparse
+MinkUNet14D and GraspContrast. Depend only on the public pcgrasp.ops / pcgrasp.nn APIs."""
 from .tokenizer import PatchTokenizer
 from .transformer import TransformerEncoder
 from .jepa import PointEncoder, PointJEPA, sample_blocks, ema_update, ema_momentum
 from .grasp import AttentionPool, GraspModel, WTAHead, MSEHead
 from .ebm import GraspEnergyModel
 from .minkunet import MinkUNet14D, ResUNet14
+from .graspcontrast import GraspContrast
 
 __all__ = ["PatchTokenizer", "TransformerEncoder", "PointEncoder", "PointJEPA", "sample_blocks", "ema_update",
            "ema_momentum", "AttentionPool", "GraspModel", "WTAHead", "MSEHead", "GraspEnergyModel",
-           "MinkUNet14D", "ResUNet14"]
+           "MinkUNet14D", "ResUNet14", "GraspContrast"]

@@ -100,14 +100,19 @@ def load_checkpoint(path, model, opt, sched, loader_rng, device):
     return state["epoch"], state["step"]
 
 
-def make_schedule(name, total, warmup):
+def make_schedule(name, total, warmup, steps_per_epoch=1, decay=0.95):
     """Per-step multiplier of the learning rate: ``cosine`` (linear warm-up then
-    cosine decay to 0) or ``constant``."""
+    cosine decay to 0), ``constant``, or ``exponential`` (x ``decay`` after
+    every epoch, GraspContrast's 0.95)."""
     if name == "cosine":
         return cosine_with_warmup(total, warmup)
     if name == "constant":
         return lambda step: 1.0
-    raise ValueError(f"schedule must be 'cosine' or 'constant', got {name!r}")
+    if name == "exponential":
+        if not 0 < decay <= 1:
+            raise ValueError(f"lr_decay must be in (0, 1], got {decay!r}")
+        return lambda step: decay ** (step // max(1, steps_per_epoch))
+    raise ValueError(f"schedule must be 'cosine', 'constant' or 'exponential', got {name!r}")
 
 
 # ---------------------------------------------------------------- the loop
@@ -122,7 +127,8 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
         dataset: a map-style dataset.
         cfg_stage: dict with ``epochs``, ``batch_size`` and optionally
             ``shuffle`` (True), ``weight_decay`` (0.05, AdamW only), ``schedule``
-            (``cosine`` | ``constant``), ``warmup_epochs`` (0), ``clip``
+            (``cosine`` | ``constant`` | ``exponential`` with ``lr_decay`` per
+            epoch), ``warmup_epochs`` (0), ``clip``
             (max gradient norm), ``stop_after_epochs``.
         param_groups: the optimiser's parameter groups (each with its ``lr``).
         make_optimizer: ``make_optimizer(param_groups) -> torch.optim.Optimizer``;
@@ -152,7 +158,8 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
     else:
         opt = make_optimizer(param_groups)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, make_schedule(cfg_stage.get("schedule", "cosine"), total,
-                                                                 cfg_stage.get("warmup_epochs", 0) * len(loader)))
+                                                                 cfg_stage.get("warmup_epochs", 0) * len(loader),
+                                                                 len(loader), cfg_stage.get("lr_decay", 0.95)))
     start_epoch, step = 0, 0
     ckpt = os.path.join(run_dir, "last.pt")
     if resume and os.path.exists(ckpt):

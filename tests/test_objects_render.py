@@ -7,12 +7,11 @@ import math
 
 import numpy as np
 import pytest
+import trimesh
 
-trimesh = pytest.importorskip("trimesh")
-
-from pcgrasp.data.synthetic import objects, render  # noqa: E402
-from pcgrasp.data.synthetic.objects import NOVEL_CATEGORIES, OBJECT_CATEGORIES, make_object, object_pool  # noqa: E402
-from pcgrasp.data.synthetic.render import (DepthRenderer, add_depth_noise, camera_intrinsics, look_at,  # noqa: E402
+from pcgrasp.data.synthetic import objects, render
+from pcgrasp.data.synthetic.objects import NOVEL_CATEGORIES, OBJECT_CATEGORIES, make_object, object_pool
+from pcgrasp.data.synthetic.render import (DepthRenderer, add_depth_noise, camera_intrinsics, look_at,
                                            render_depth)
 
 

@@ -9,14 +9,13 @@ import os
 import numpy as np
 import pytest
 import scipy.io
+import trimesh
 from PIL import Image
 
-trimesh = pytest.importorskip("trimesh")
-
-from pcgrasp.data.synthetic import scenes  # noqa: E402
-from pcgrasp.data.synthetic.objects import make_object  # noqa: E402
-from pcgrasp.data.synthetic.render import camera_intrinsics  # noqa: E402
-from pcgrasp.data.synthetic.scenes import (generate_scenes, hemisphere_views, parse_scene_ids,  # noqa: E402
+from pcgrasp.data.synthetic import scenes
+from pcgrasp.data.synthetic.objects import make_object
+from pcgrasp.data.synthetic.render import camera_intrinsics
+from pcgrasp.data.synthetic.scenes import (generate_scenes, hemisphere_views, parse_scene_ids,
                                            place_objects)
 
 SMALL = dict(views=3, width=96, height=54, objects_per_scene=(3, 4), progress=False)

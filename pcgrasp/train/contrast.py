@@ -110,15 +110,12 @@ def augment_views(points, T):
     (saved in every checkpoint, so a resumed run draws the same ones).
     points [B, N, 3] in camera frames, T [B, 4, 4] camera -> world. Returns
     (A p, T inv(A)): the augmented clouds and their transforms to the world."""
-    pts, Ts = [], []
-    for b in range(points.shape[0]):
-        rng = np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,))))
-        Tb = T[b].double().cpu().numpy()
-        A = augmentation(rng, Tb[:3, :3].T @ [0.0, 0.0, 1.0])
-        At = torch.as_tensor(A, dtype=points.dtype, device=points.device)
-        pts.append(points[b] @ At[:3, :3].T + At[:3, 3])
-        Ts.append(torch.as_tensor(Tb @ np.linalg.inv(A), dtype=T.dtype, device=T.device))
-    return torch.stack(pts), torch.stack(Ts)
+    Tn = T.double().cpu().numpy()  # one copy (a sync on CUDA), not one per cloud
+    A = np.stack([augmentation(np.random.default_rng(int(torch.randint(0, 2 ** 62, (1,)))), Tb[:3, :3].T @ [0.0, 0.0, 1.0])
+                  for Tb in Tn])  # [B, 4, 4] small host matrices
+    At = torch.as_tensor(A, dtype=points.dtype, device=points.device)
+    pts = points @ At[:, :3, :3].transpose(1, 2) + At[:, None, :3, 3]
+    return pts, torch.as_tensor(Tn @ np.linalg.inv(A), dtype=T.dtype, device=T.device)
 
 
 def contrast_loss(cfg):

@@ -6,6 +6,7 @@ from .functional import KernelMap, sparse_conv
 from .modules import SparseBatchNorm, SparseConv3d, SparseConvTranspose3d, SparseReLU
 from .sparse_tensor import (CoordinateManager, SparseTensor, features_at_points, sparse_cat,
                             sparse_tensor_from_points)
+from .sync_batchnorm import SyncBatchNorm, convert_sync_batchnorm, sync_batch_norm
 
 __all__ = [
     "SparseTensor",
@@ -19,4 +20,7 @@ __all__ = [
     "KernelMap",
     "sparse_tensor_from_points",
     "features_at_points",
+    "SyncBatchNorm",
+    "sync_batch_norm",
+    "convert_sync_batchnorm",
 ]

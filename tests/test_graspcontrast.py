@@ -364,27 +364,31 @@ def _ddp_worker(rank, root, out, port):
     os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
-    from torch.nn.parallel import DistributedDataParallel as DDP
-
-    from pcgrasp.train.engine import world
+    from pcgrasp.nn import SyncBatchNorm
+    from pcgrasp.train.engine import distributed_model, world
 
     rank, ws = world()
     cfg = tiny_cfg(root, out, epochs=2, batch_size=1)
     cfg["augment"] = False
     pairs = contrast.PairTensors(contrast.frame_pairs(cfg, "train", False))
     torch.manual_seed(0)
-    model = contrast.build_model(cfg).double().eval()       # eval BN: per-pair features, comparable across ranks
-    batch = [t[None].double() for t in pairs[rank]]           # rank r takes pair r
-    net = DDP(model)                                          # kept alive: its reducer all-reduces in backward
+    model = contrast.build_model(cfg).double().train()     # BN in training mode, synchronised over the ranks
+    batch = [t[None].double() for t in pairs[rank]]           # rank r takes pair r (their voxel counts differ)
+    net = distributed_model(model, sync_bn=True)              # as the engine does; kept alive for the reducer
+    assert isinstance(model.backbone.bn0.bn, SyncBatchNorm)
     torch.manual_seed(100 + rank)                             # the FPS start of this rank's pair
     contrast.contrast_loss(cfg)(net, batch).backward()
-    torch.save({n: p.grad for n, p in model.named_parameters()}, os.path.join(out, f"grad{rank}.pt"))
+    torch.save({"grad": {n: p.grad for n, p in model.named_parameters()}, "buffers": dict(model.named_buffers())},
+               os.path.join(out, f"grad{rank}.pt"))
     contrast.pretrain(cfg, progress=False)                    # the full pipeline under torchrun-like DDP
     torch.distributed.destroy_process_group()
 
 
 @pytest.mark.pipeline
 def test_ddp_two_gloo_processes_average_the_single_process_gradient(scenes_root, tmp_path):
+    """Two processes with synchronised BN in training mode equal one process holding
+    both pairs in one batch (so BN sees both pairs' voxels), with the loss the mean of
+    the two pairs' losses: gradients and BN running statistics."""
     import socket
 
     with socket.socket() as s:
@@ -393,22 +397,35 @@ def test_ddp_two_gloo_processes_average_the_single_process_gradient(scenes_root,
     out = str(tmp_path / "ddp")
     os.makedirs(out)
     torch.multiprocessing.spawn(_ddp_worker, args=(scenes_root, out, port), nprocs=2, join=True)
-    # one process: the mean of the two pairs' losses (each rank's loss is its pair's mean over valid rows)
     cfg = tiny_cfg(scenes_root, out, epochs=2, batch_size=1)
     cfg["augment"] = False
+    lo = cfg["loss"]
     pairs = contrast.PairTensors(contrast.frame_pairs(cfg, "train", False))
     torch.manual_seed(0)
-    model = contrast.build_model(cfg).double().eval()
-    loss_fn = contrast.contrast_loss(cfg)
+    model = contrast.build_model(cfg).double().train()
+    p1, p2, T1, T2 = [torch.stack(x).double() for x in zip(*[pairs[r] for r in range(2)])]
+    f1, f2 = model(p1, p2)                                    # one batch of both pairs
     losses = []
     for r in range(2):
         torch.manual_seed(100 + r)
-        losses.append(loss_fn(model, [t[None].double() for t in pairs[r]]))
+        kp, match, valid, xyz = contrast.keypoint_pairs(p1[r:r + 1], p2[r:r + 1], T1[r:r + 1], T2[r:r + 1],
+                                                        lo["keypoints"], lo["epsilon"], start="random")
+        fk = torch.gather(f1[r:r + 1], 1, kp[..., None].expand(-1, -1, f1.shape[-1]))
+        fm = torch.gather(f2[r:r + 1], 1, match[..., None].expand(-1, -1, f2.shape[-1]))
+        losses.append(graspcontrast_loss(fk.float(), fm.float(), xyz, valid, lo["tau"], lo["gamma"]))  # as loss_fn
     (0.5 * (losses[0] + losses[1])).backward()
-    g0, g1 = torch.load(os.path.join(out, "grad0.pt")), torch.load(os.path.join(out, "grad1.pt"))
+    got = [torch.load(os.path.join(out, f"grad{r}.pt")) for r in range(2)]
     for n, p in model.named_parameters():
-        torch.testing.assert_close(g0[n], p.grad, rtol=1e-9, atol=1e-12, msg=n)
-        torch.testing.assert_close(g1[n], p.grad, rtol=1e-9, atol=1e-12, msg=n)
+        for r in range(2):
+            torch.testing.assert_close(got[r]["grad"][n], p.grad, rtol=1e-9, atol=1e-12, msg=n)
+    moved = 0
+    for n, b in model.named_buffers():
+        moved += "running_var" in n and not torch.allclose(b, torch.ones_like(b))
+        for r in range(2):
+            torch.testing.assert_close(got[r]["buffers"][n], b, rtol=1e-9, atol=1e-12, msg=n)
+    assert moved > 10                                         # the running statistics were updated
+    # per-process BN (sync_bn off) would differ: the pairs' statistics are not the same
+    assert not torch.allclose(model(p1[:1], p2[:1])[0], f1[:1].detach())
     # the DDP pretraining ran: each epoch took len(pairs) // 2 steps per rank, rank 0 wrote the checkpoint
     log = list(__import__("csv").DictReader(open(os.path.join(out, "log.csv"))))
     assert [int(r["step"]) for r in log] == [len(pairs) // 2, 2 * (len(pairs) // 2)]

@@ -192,6 +192,8 @@ def check_config(cfg):
     for key in ("fne", "augment"):
         if not isinstance(cfg.get(key, True), bool):
             raise ValueError(f"{key} must be true or false, got {cfg[key]!r}")
+    if not isinstance(cfg["train"].get("sync_bn", True), bool):
+        raise ValueError(f"train.sync_bn must be true or false, got {cfg['train']['sync_bn']!r}")
     if "root" not in d or "out" not in cfg["train"]:
         raise ValueError("config needs data.root and train.out")
 

@@ -7,7 +7,8 @@ tqdm progress, CSV + TensorBoard logs, a checkpoint after every epoch
 (``last.pt``) that ``resume=True`` continues exactly (model, optimiser,
 schedule, loader and torch RNG state), ``stop_after_epochs`` to end a process
 early, an optional per-epoch evaluation hook, and DDP when launched by torchrun
-(WORLD_SIZE > 1; DistributedSampler, rank 0 writes). It knows nothing about
+(WORLD_SIZE > 1; DistributedSampler, rank 0 writes; batch norms synchronised
+over the processes unless ``sync_bn: false``). It knows nothing about
 models, data or losses: the pipeline passes a ``loss_fn(net, batch)``.
 """
 import csv
@@ -78,6 +79,26 @@ class Logger:
             self.tb.flush()
 
 
+def distributed_model(model, sync_bn=True):
+    """What ``fit`` trains under a multi-process group: ``model`` with its batch
+    norms (torch's BatchNorm*d, ``pcgrasp.nn.SparseBatchNorm``) turned into
+    ``pcgrasp.nn.SyncBatchNorm`` in place when ``sync_bn`` (every layer then
+    normalises with the statistics of the whole global batch, as one process
+    would; state_dict keys unchanged), wrapped in DistributedDataParallel.
+    Without a multi-process group: ``model`` itself. ``model`` must not itself
+    be a BatchNorm (it is converted in place)."""
+    if not isinstance(sync_bn, bool):
+        raise ValueError(f"sync_bn must be true or false, got {sync_bn!r}")
+    if world()[1] == 1:
+        return model
+    if sync_bn:
+        from ..nn import convert_sync_batchnorm
+
+        if convert_sync_batchnorm(model) is not model:
+            raise ValueError("distributed_model converts batch norms in place: wrap a bare BatchNorm in a module")
+    return nn.parallel.DistributedDataParallel(model)
+
+
 # ---------------------------------------------------------------- checkpoints
 def save_checkpoint(path, model, opt, sched, epoch, step, loader_rng):
     """Everything ``load_checkpoint`` needs to continue the run bit-exactly
@@ -126,7 +147,8 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
             moved to ``device``.
         dataset: a map-style dataset.
         cfg_stage: dict with ``epochs``, ``batch_size`` and optionally
-            ``shuffle`` (True), ``weight_decay`` (0.05, AdamW only), ``schedule``
+            ``shuffle`` (True), ``sync_bn`` (True: synchronised batch
+            norm under DDP, see ``distributed_model``), ``weight_decay`` (0.05, AdamW only), ``schedule``
             (``cosine`` | ``constant`` | ``exponential`` with ``lr_decay`` per
             epoch), ``warmup_epochs`` (0), ``clip``
             (max gradient norm), ``stop_after_epochs``.
@@ -140,7 +162,7 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
     rank, ws = world()
     model.to(device)
     ddp = ws > 1
-    net = nn.parallel.DistributedDataParallel(model) if ddp else model
+    net = distributed_model(model, cfg_stage.get("sync_bn", True))
     bs = cfg_stage["batch_size"]
     g = torch.Generator().manual_seed(seed)
     if ddp:

@@ -158,3 +158,19 @@ def test_cli_demo_evaluate_sweep_smallest_size(tmp_path):
     assert (tmp_path / "sweep" / "rmse_vs_budget.png").exists() and (tmp_path / "sweep" / "table.md").exists()
     out = pcgrasp_cli("split", "--root", str(tmp_path / "grasps"), "--out", str(tmp_path / "s2"), cwd=tmp_path)
     assert "pack B budget" in out
+
+
+def test_logger_starts_fresh_and_a_resume_keeps_only_the_checkpointed_epochs(tmp_path):
+    from pcgrasp.train.engine import Logger
+
+    run = str(tmp_path)
+    log = Logger(run)
+    for step in (3, 6, 9):
+        log.log(step, loss=1.0 / step, epoch=step // 3)
+    assert [int(r["step"]) for r in read_log(run)] == [3, 6, 9]
+    Logger(run, keep_until_step=6).log(9, loss=0.5, epoch=3)      # resumed from the step-6 checkpoint
+    assert [(int(r["step"]), float(r["loss"])) for r in read_log(run)] == [(3, 1 / 3), (6, 1 / 6), (9, 0.5)]
+    Logger(run).log(3, loss=2.0, epoch=1)                          # a fresh run into the same directory
+    assert [(int(r["step"]), float(r["loss"])) for r in read_log(run)] == [(3, 2.0)]
+    Logger(run, keep_until_step=1)                                 # nothing at or before step 1: no log left
+    assert not os.path.exists(os.path.join(run, "log.csv"))

@@ -54,15 +54,32 @@ def cosine_with_warmup(total, warmup):
 class Logger:
     """CSV + TensorBoard (when installed), rank 0 only."""
 
-    def __init__(self, run_dir, enabled=True):
+    def __init__(self, run_dir, enabled=True, keep_until_step=0):
+        """``keep_until_step``: rows of an existing log.csv up to that step are
+        kept (a resumed run's past epochs), later ones dropped (0: a fresh log)."""
         self.enabled, self.path, self.tb = enabled, os.path.join(run_dir, "log.csv"), None
         if enabled:
             os.makedirs(run_dir, exist_ok=True)
+            self._truncate(keep_until_step)
             try:
                 from torch.utils.tensorboard import SummaryWriter
                 self.tb = SummaryWriter(os.path.join(run_dir, "tb"))
             except Exception:  # tensorboard not installed: CSV only
                 self.tb = None
+
+    def _truncate(self, step):
+        if not os.path.exists(self.path):
+            return
+        with open(self.path, newline="") as f:
+            rows = list(csv.reader(f))
+        keep = rows[:1] + [r for r in rows[1:] if r and int(r[0]) <= step] if step > 0 else []
+        if len(keep) <= 1:
+            os.remove(self.path)
+            return
+        tmp = self.path + ".tmp"
+        with open(tmp, "w", newline="") as f:
+            csv.writer(f).writerows(keep)
+        os.replace(tmp, self.path)
 
     def log(self, step, **values):
         if not self.enabled:
@@ -186,7 +203,7 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
     ckpt = os.path.join(run_dir, "last.pt")
     if resume and os.path.exists(ckpt):
         start_epoch, step = load_checkpoint(ckpt, model, opt, sched, g, device)
-    logger = Logger(run_dir, rank == 0)
+    logger = Logger(run_dir, rank == 0, keep_until_step=step)  # a fresh run starts a fresh log.csv
     amp = device.type == "cuda"
     try:
         from tqdm import tqdm

@@ -111,7 +111,8 @@ class SparseConvTranspose3d(_SparseConvBase):
 
 
 class SparseBatchNorm(torch.nn.Module):
-    """ME's ``MinkowskiBatchNorm``: a ``torch.nn.BatchNorm1d`` at ``.bn`` over the rows."""
+    """ME's ``MinkowskiBatchNorm``: a ``torch.nn.BatchNorm1d`` at ``.bn`` over the rows
+    (``convert_sync_batchnorm`` swaps it for a ``SyncBatchNorm`` for multi-process training)."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True):
         super().__init__()

@@ -3,7 +3,8 @@
 ``fit`` runs the generic loop: an optimiser over the pipeline's parameter groups
 (AdamW by default, or the one the pipeline builds), linear warm-up + cosine
 decay per step (or a constant rate), gradient clipping, bf16 autocast on GPU,
-tqdm progress, CSV + TensorBoard logs, a checkpoint after every epoch
+tqdm progress, CSV + TensorBoard logs (a fresh run starts a new log.csv, a
+resume keeps the rows up to its checkpoint), a checkpoint after every epoch
 (``last.pt``) that ``resume=True`` continues exactly (model, optimiser,
 schedule, loader and torch RNG state), ``stop_after_epochs`` to end a process
 early, an optional per-epoch evaluation hook, and DDP when launched by torchrun

@@ -98,10 +98,16 @@ def _inputs(case):
     return parts, ups
 
 
-def _module(case, momentum):
+VARIANTS = (0.1, None, "bare")   # momentum 0.1, cumulative average, no affine / running stats (eval mode)
+
+
+def _module(case, variant):
     c = case[0][1]
     torch.manual_seed(c)
-    m = (torch.nn.BatchNorm2d if len(case[0]) == 4 else torch.nn.BatchNorm1d)(c, momentum=momentum).double()
+    cls = torch.nn.BatchNorm2d if len(case[0]) == 4 else torch.nn.BatchNorm1d
+    if variant == "bare":                       # batch statistics in eval mode too: synchronised as well
+        return cls(c, affine=False, track_running_stats=False).double().eval()
+    m = cls(c, momentum=variant).double()
     with torch.no_grad():
         m.weight.uniform_(0.5, 1.5)
         m.bias.uniform_(-0.5, 0.5)
@@ -117,14 +123,15 @@ def _worker(rank, port, out):
     dist.init_process_group("gloo", rank=rank, world_size=2)
     res = []
     for case in CASES:
-        for momentum in (0.1, None):
+        for variant in VARIANTS:
             parts, ups = _inputs(case)
-            m = convert_sync_batchnorm(_module(case, momentum))
+            m = convert_sync_batchnorm(_module(case, variant))
             x = parts[rank].clone().requires_grad_()
             for _ in range(2):                               # two steps: running statistics accumulate
                 y = m(x)
             (y * ups[rank]).sum().backward()
-            res.append({"y": y.detach(), "gx": x.grad, "gw": m.weight.grad, "gb": m.bias.grad,
+            res.append({"y": y.detach(), "gx": x.grad, "gw": m.weight.grad if m.affine else None,
+                        "gb": m.bias.grad if m.affine else None,
                         "state": {k: v.clone() for k, v in m.state_dict().items()}})
     torch.save(res, os.path.join(out, f"rank{rank}.pt"))
     dist.destroy_process_group()
@@ -139,9 +146,9 @@ def test_two_gloo_processes_equal_batch_norm_on_the_concatenated_batch(tmp_path)
     got = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     k = 0
     for case in CASES:
-        for momentum in (0.1, None):
+        for variant in VARIANTS:
             parts, ups = _inputs(case)
-            m = _module(case, momentum)
+            m = _module(case, variant)
             x = torch.cat(parts).requires_grad_()
             for _ in range(2):
                 y = m(x)
@@ -152,8 +159,9 @@ def test_two_gloo_processes_equal_batch_norm_on_the_concatenated_batch(tmp_path)
             torch.testing.assert_close(got[0][k]["gx"], x.grad[:n0], **tol)
             torch.testing.assert_close(got[1][k]["gx"], x.grad[n0:], **tol)
             # weight / bias gradients stay per process (DDP averages them): their sum is the full one
-            torch.testing.assert_close(got[0][k]["gw"] + got[1][k]["gw"], m.weight.grad, **tol)
-            torch.testing.assert_close(got[0][k]["gb"] + got[1][k]["gb"], m.bias.grad, **tol)
+            if m.affine:
+                torch.testing.assert_close(got[0][k]["gw"] + got[1][k]["gw"], m.weight.grad, **tol)
+                torch.testing.assert_close(got[0][k]["gb"] + got[1][k]["gb"], m.bias.grad, **tol)
             for r in range(2):
                 assert got[r][k]["state"].keys() == m.state_dict().keys()
                 for name, v in m.state_dict().items():

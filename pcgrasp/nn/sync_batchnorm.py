@@ -122,9 +122,10 @@ def sync_batch_norm(x, running_mean, running_var, weight=None, bias=None, moment
 
 class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
     """``torch.nn.BatchNorm1d/2d/3d`` with statistics over all processes of
-    ``process_group`` in training mode (see the module docstring). Same parameters,
-    buffers and state_dict keys as torch's BatchNorm, so checkpoints move freely between
-    the two. In eval mode, or without a multi-process group, it is exactly torch's BatchNorm."""
+    ``process_group`` whenever batch statistics are used (training mode, or no running
+    statistics). Same parameters, buffers and state_dict keys as torch's BatchNorm, so
+    checkpoints move freely between the two. In eval mode with running statistics, or
+    without a multi-process group, it is exactly torch's BatchNorm."""
 
     def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True, track_running_stats=True,
                  process_group=None, device=None, dtype=None):
@@ -137,9 +138,10 @@ class SyncBatchNorm(torch.nn.modules.batchnorm._BatchNorm):
 
     def forward(self, x):
         self._check_input_dim(x)
-        if not self.training or _world_size(self.process_group) == 1:
+        batch_stats = self.training or (self.running_mean is None and self.running_var is None)
+        if not batch_stats or _world_size(self.process_group) == 1:
             return super().forward(x)
-        track = self.track_running_stats and self.running_mean is not None
+        track = self.training and self.track_running_stats and self.running_mean is not None
         momentum = 0.0 if self.momentum is None else self.momentum
         if track and self.num_batches_tracked is not None:
             self.num_batches_tracked.add_(1)

@@ -136,7 +136,8 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
         loss_fn: ``loss_fn(net, batch) -> scalar loss``; ``net`` is the model
             (DDP-wrapped under torchrun); a batch is what the DataLoader yields,
             moved to ``device``.
-        dataset: a map-style dataset.
+        dataset: a map-style dataset; its ``set_epoch(epoch)``, when it has
+            one, is called before every epoch.
         cfg_stage: dict with ``epochs``, ``batch_size`` and optionally
             ``shuffle`` (True), ``weight_decay`` (0.05, AdamW only), ``schedule``
             (``cosine`` | ``constant`` | ``exponential`` with ``lr_decay`` per
@@ -190,6 +191,8 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
     for epoch in range(start_epoch, stop):
         if sampler is not None:
             sampler.set_epoch(epoch)
+        if hasattr(dataset, "set_epoch"):  # per-epoch random streams of the dataset (restored on resume)
+            dataset.set_epoch(epoch)
         model.train()
         it = loader
         if tqdm and progress and rank == 0:

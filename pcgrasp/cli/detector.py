@@ -3,6 +3,7 @@
     pcgrasp train-detector --config detector_demo --init graspcontrast|scratch --frames 1|16|256 --seed 0
     pcgrasp evaluate-detector --config detector_demo --checkpoint RUN_DIR_OR_MODEL_PT [--scenes 100-101]
     pcgrasp detection-sweep --config detector_demo      # Tables I/II (markdown) + AP-vs-budget PNG
+    pcgrasp detection-sweep --config detector_demo --report-only   # the tables of the finished runs
     pcgrasp demo detection                              # scenes + labels, pretrain, fine-tune both ways, AP
 
 The synthetic scenes and the training scenes' labels are written under
@@ -85,7 +86,7 @@ def cmd_sweep(a):
 
     cfg = _checked("detection-sweep", a)
     try:
-        _, tables = detector.run_sweep(cfg, progress=not a.quiet)
+        _, tables = detector.run_sweep(cfg, progress=not a.quiet, report_only=a.report_only)
     except (ValueError, FileNotFoundError) as e:
         _fail("detection-sweep", e)
     print(tables)
@@ -165,6 +166,8 @@ def register(sub):
     e.set_defaults(func=cmd_evaluate)
     s = with_config(sub.add_parser("detection-sweep", help="scratch vs GraspContrast (+/- FNE) x frame budgets x "
                                                            "seeds: Tables I/II + PNG"), "detector_demo")
+    s.add_argument("--report-only", action="store_true",
+                   help="no training: the tables and plot of the finished runs (the missing ones listed)")
     s.set_defaults(func=cmd_sweep)
     if "demo" in sub.choices:
         d = sub.choices["demo"]

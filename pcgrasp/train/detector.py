@@ -540,12 +540,14 @@ def sweep_plot(rows, budgets, inits, path, splits=tuple(SPLIT_RANGES)):
     plt.close(fig)
 
 
-def run_sweep(cfg, progress=False, log=print):
+def run_sweep(cfg, progress=False, log=print, report_only=False):
     """scratch / GraspContrast / GraspContrast without FNE x ``sweep.budgets``
     x ``sweep.seeds``: pretrains the two backbones (contrast pipeline), then
-    fine-tunes and evaluates every run; finished runs (metrics.json) are
-    skipped. Writes ``<sweep.out>/{results.json, tables.md, ap_vs_budget.png}``
-    and returns (rows, tables)."""
+    fine-tunes and evaluates every run, seed by seed (all of seed 0 first);
+    finished runs (metrics.json) are skipped and an interrupted one resumes
+    from its last epoch. ``report_only``: no training, the tables of the
+    finished runs (the missing ones are listed). Writes ``<sweep.out>/{results.json,
+    tables.md, ap_vs_budget.png}`` and returns (rows, tables)."""
     check_config(cfg)
     set_threads(cfg)
     s = cfg.get("sweep") or {}
@@ -559,30 +561,38 @@ def run_sweep(cfg, progress=False, log=print):
     c = copy.deepcopy(cfg)
     c["train"]["out"] = os.path.join(out, "runs")
     c.setdefault("pretrain", {}).setdefault("train", {})["out"] = os.path.join(out, "pretrain")
-    ensure_data(c, progress, log)
-    for i in inits:
-        if i != "scratch":
-            ensure_backbone(c, i, progress, log)
-    rows = []
-    for b in budgets:
+    if not report_only:
+        ensure_data(c, progress, log)
         for i in inits:
-            for seed in seeds:
+            if i != "scratch":
+                ensure_backbone(c, i, progress, log)
+    rows, missing = [], []
+    for seed in seeds:
+        for b in budgets:
+            for i in inits:
                 run_dir = os.path.join(c["train"]["out"], run_name(i, b, seed))
                 mpath = os.path.join(run_dir, "metrics.json")
                 if not os.path.exists(mpath):
-                    train_detector(c, i, b, seed, progress=progress, log=log)
+                    if report_only:
+                        missing.append(run_name(i, b, seed))
+                        continue
+                    train_detector(c, i, b, seed, resume=True, progress=progress, log=log)
                     evaluate_detector(c, run_dir, progress=progress, log=log)
-                    log(f"[sweep] {run_name(i, b, seed)} done")
                 with open(mpath) as f:
                     m = json.load(f)
                 rows.append({"init": i, "frames": b, "seed": seed, "splits": m["splits"]})
                 log(f"[sweep] {i:>20} {b:>3}/256 seed {seed}: " +
                     ", ".join(f"{k} AP {v['AP']:.2f}" for k, v in m["splits"].items()))
+    if not rows:
+        raise ValueError(f"no finished run under {c['train']['out']}")
     os.makedirs(out, exist_ok=True)
     tables = sweep_tables(rows, budgets, inits)
+    if missing:
+        tables += f"\nNot run (missing from the means above): {', '.join(missing)}.\n"
+    views = _views(c)
     with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"config": c, "views_per_scene": _views(c),
-                   "frames_per_scene": {b: frames_per_scene(b, _views(c), c["data"].get("frames_map"))
+        json.dump({"config": c, "views_per_scene": views, "missing": missing,
+                   "frames_per_scene": {b: frames_per_scene(b, views, c["data"].get("frames_map"))
                                         for b in budgets}, "rows": rows}, f, indent=1)
     with open(os.path.join(out, "tables.md"), "w") as f:
         f.write(tables)

@@ -25,6 +25,7 @@ at ``eval.collision_voxel`` (0.01 m, centroid per voxel), ``eval.collision_thres
 degrees) -> ``<dump>/scene_<s:04d>/<camera>/<ann:04d>.npy`` ([N, 17],
 graspnetAPI's layout) -> ``eval.evaluate_scenes`` (AP, AP0.8, AP0.4 per split).
 """
+import contextlib
 import copy
 import json
 import math
@@ -285,8 +286,9 @@ def train_detector(cfg, init="scratch", frames=256, seed=0, backbone=None, resum
     if os.path.exists(os.path.join(run_dir, "model.pt")) and not resume:
         log(f"[detector] {run_dir} is finished (model.pt); skipped")
         return run_dir
-    if not resume and os.path.exists(os.path.join(run_dir, "log.csv")):
-        os.remove(os.path.join(run_dir, "log.csv"))  # an interrupted run started again from scratch
+    if not resume:  # an interrupted run started again from scratch: a fresh log
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(run_dir, "log.csv"))
     ensure_data(cfg, progress, log)
     if init != "scratch" and backbone is None:
         backbone = ensure_backbone(cfg, init, progress, log)

@@ -52,7 +52,7 @@ from ..labels.views import generate_views
 from .minkunet import GSNET_PLANES, MinkUNet14D
 
 __all__ = ["GraspNet", "GSNet", "GraspableNet", "ApproachNet", "CloudCrop", "SWADNet", "SharedMLP",
-           "batch_viewpoint_params_to_matrix", "grasp_views", "graspable_seeds", "pred_decode",
+           "batch_viewpoint_params_to_matrix", "grasp_views", "graspable_seeds", "sample_views", "pred_decode",
            "load_backbone_checkpoint", "GRASP_MAX_WIDTH"]
 
 GRASP_MAX_WIDTH = 0.1
@@ -84,6 +84,23 @@ def batch_viewpoint_params_to_matrix(towards, angle):
     z = torch.cross(x, y, dim=-1)
     c, s = torch.cos(angle)[..., None], torch.sin(angle)[..., None]
     return torch.stack([x, c * y + s * z, c * z - s * y], -1)
+
+
+def sample_views(view_score, generator=None):
+    """GSNet's training-time view choice: per seed one view index drawn with probability
+    proportional to its min-max normalised score (s - min) / (max - min + 1e-8), so the
+    lowest-scored view is never drawn; a seed whose scores are all equal draws uniformly.
+    view_score [B, M, V] -> [B, M] int64 (one ``torch.multinomial`` call for the batch)."""
+    if not isinstance(view_score, torch.Tensor) or view_score.dim() != 3 or view_score.shape[2] < 1:
+        raise ValueError("view_score must be a [B, M, V] tensor with V >= 1")
+    B, M, V = view_score.shape
+    if B * M == 0:
+        return torch.zeros((B, M), dtype=torch.int64, device=view_score.device)
+    s = view_score.detach().float()
+    lo, hi = s.min(-1, keepdim=True).values, s.max(-1, keepdim=True).values
+    p = ((s - lo) / (hi - lo + 1e-8)).reshape(B * M, V)
+    p = torch.where(p.sum(-1, keepdim=True) > 0, p, torch.ones_like(p))
+    return torch.multinomial(p, 1, generator=generator).view(B, M)
 
 
 # --------------------------------------------------------------------------- heads
@@ -122,17 +139,11 @@ class ApproachNet(tnn.Module):
         self.generator = None
 
     def forward(self, seed_features, end_points):
-        B, _, M = seed_features.shape
         res_features = F.relu(self.conv1(seed_features))
         view_score = self.conv2(res_features).transpose(1, 2).contiguous()  # [B, M, V]
         end_points["view_score"] = view_score
         if self.is_training and self.training:
-            s = view_score.detach()
-            lo, hi = s.min(-1, keepdim=True).values, s.max(-1, keepdim=True).values
-            p = ((s - lo) / (hi - lo + 1e-8)).reshape(B * M, self.num_view)
-            p = torch.where(p.sum(-1, keepdim=True) > 0, p, torch.ones_like(p))
-            top = torch.multinomial(p.float(), 1, generator=self.generator).view(B, M) if B * M else \
-                torch.zeros((B, M), dtype=torch.int64, device=s.device)
+            top = sample_views(view_score, self.generator)
         else:
             top = view_score.argmax(-1)
             views = grasp_views(self.num_view, view_score.device, view_score.dtype)

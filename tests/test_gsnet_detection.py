@@ -15,6 +15,7 @@ from pcgrasp.labels.detection import DetectionFrames, collate_detection
 from pcgrasp.labels.grasp_labels import write_object_labels
 from pcgrasp.labels.scene_labels import (collision_label_path, graspness_path, write_scene_collision_labels,
                                          write_scene_graspness)
+from test_gsnet import one_thread  # noqa: F401  (autouse: one torch thread)
 
 pytestmark = pytest.mark.pipeline
 VIEWS = [0, 60, 120, 180, 240, 290]
@@ -30,14 +31,6 @@ def labelled_root(tmp_path_factory):
     write_scene_collision_labels(root, 0)
     write_scene_graspness(root, 0)
     return root
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def test_batch_layout(labelled_root):

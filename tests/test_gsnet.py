@@ -420,3 +420,19 @@ def test_bad_inputs_raise_value_errors_naming_the_argument():
         model({"point_clouds": torch.zeros(1, 0, 3)})
     with pytest.raises(ValueError, match="object_poses_list"):
         model.train()({"point_clouds": torch.rand(1, 50, 3)})
+
+
+def test_bf16_autocast_training_step_and_float32_decode():
+    rng = np.random.default_rng(9)
+    model = small_model().train()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        ep = model(label_batch(rng, scene(rng, 2, 200)))
+        loss, ep = get_loss(ep)
+    assert ep["grasp_score_pred"].dtype == torch.bfloat16 and loss.dtype == torch.float32 and torch.isfinite(loss)
+    loss.backward()
+    model.eval()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        ep = model({"point_clouds": scene(rng, 1, 200)})
+    R = pred_decode(ep)[0][:, 4:13].reshape(-1, 3, 3).double()
+    torch.testing.assert_close(R @ R.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand_as(R), atol=1e-6,
+                               rtol=0)

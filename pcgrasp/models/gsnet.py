@@ -146,7 +146,8 @@ class ApproachNet(tnn.Module):
             top = sample_views(view_score, self.generator)
         else:
             top = view_score.argmax(-1)
-            views = grasp_views(self.num_view, view_score.device, view_score.dtype)
+            dt = torch.promote_types(view_score.dtype, torch.float32)
+            views = grasp_views(self.num_view, view_score.device, dt)
             xyz = views[top]
             end_points["grasp_top_view_xyz"] = xyz
             end_points["grasp_top_view_rot"] = batch_viewpoint_params_to_matrix(-xyz, torch.zeros_like(xyz[..., 0]))
@@ -380,7 +381,8 @@ def pred_decode(end_points, num_angle=None, num_depth=None):
     if center.shape != (B, M, 3) or view_xyz.shape != (B, M, 3):
         raise ValueError(f"xyz_graspable and grasp_top_view_xyz must be [{B}, {M}, 3], got "
                          f"{tuple(center.shape)} and {tuple(view_xyz.shape)}")
-    dt = score.dtype
+    dt = torch.promote_types(score.dtype, torch.float32)  # half predictions (autocast) decode in float32
+    score, width = score.to(dt), width.to(dt)
     s, ind = score.reshape(B, M, A * D).max(-1)
     angle = (ind // D).to(dt) * (np.pi / A)
     depth = (ind % D + 1).to(dt) * 0.01

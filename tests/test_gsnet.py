@@ -13,7 +13,7 @@ import torch
 
 from pcgrasp.labels.views import generate_views, viewpoint_params_to_matrix
 from pcgrasp.losses_gsnet import get_loss
-from pcgrasp.models import GraspNet, GSNet, MinkUNet14D, load_backbone_checkpoint, pred_decode
+from pcgrasp.models import GraspNet, GSNet, MinkUNet14D, load_backbone_checkpoint, load_gsnet_checkpoint, pred_decode
 from pcgrasp.models.gsnet import CloudCrop, batch_viewpoint_params_to_matrix, graspable_seeds, sample_views
 
 KEYS = os.path.join(os.path.dirname(__file__), "fixtures", "gsnet_state_dict_keys.json")
@@ -55,7 +55,7 @@ def test_state_dict_has_exactly_gsnets_keys_and_shapes():
     assert GSNet is GraspNet
 
 
-def test_state_dict_built_from_the_list_loads_strict_and_runs():
+def test_state_dict_built_from_the_list_loads_strict_and_runs(tmp_path):
     g = torch.Generator().manual_seed(1)
     state = {}
     for k, shape in gsnet_keys().items():
@@ -68,6 +68,17 @@ def test_state_dict_built_from_the_list_loads_strict_and_runs():
     model = GraspNet(is_training=False)
     model.load_state_dict(state, strict=True)
     assert torch.equal(model.crop.mlps.layer1.bn.bn.running_var, state["crop.mlps.layer1.bn.bn.running_var"])
+    # the released checkpoints' layout (graspness_implementation's train.py)
+    path = str(tmp_path / "checkpoint.tar")
+    torch.save({"epoch": 10, "model_state_dict": state, "optimizer_state_dict": {}}, path)
+    fresh = GraspNet(is_training=False)
+    assert load_gsnet_checkpoint(fresh, path) == 10
+    assert all(torch.equal(fresh.state_dict()[k], v) for k, v in state.items())
+    with pytest.raises(ValueError, match="swad.conv_swad.weight"):
+        load_gsnet_checkpoint(GraspNet(num_depth=5), path)
+    with pytest.raises(ValueError, match="missing"):
+        torch.save({"model_state_dict": {}}, path)
+        load_gsnet_checkpoint(fresh, path)
     model.eval()
     with torch.no_grad():
         out = model({"point_clouds": scene(np.random.default_rng(0), B=1, N=300)})

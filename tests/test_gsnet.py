@@ -13,7 +13,7 @@ import torch
 
 from pcgrasp.labels.views import generate_views, viewpoint_params_to_matrix
 from pcgrasp.losses_gsnet import get_loss
-from pcgrasp.models import GraspNet, GSNet, MinkUNet14D, load_backbone_checkpoint, load_gsnet_checkpoint, pred_decode
+from pcgrasp.models import GraspContrast, GraspNet, GSNet, MinkUNet14D, load_backbone_checkpoint, load_gsnet_checkpoint, pred_decode
 from pcgrasp.models.gsnet import CloudCrop, batch_viewpoint_params_to_matrix, graspable_seeds, sample_views
 
 KEYS = os.path.join(os.path.dirname(__file__), "fixtures", "gsnet_state_dict_keys.json")
@@ -389,13 +389,17 @@ def test_loss_empty_masks_are_zero_not_nan():
 def test_load_backbone_checkpoint(tmp_path):
     planes = SMALL["planes"]
     torch.manual_seed(3)
-    pretrained = MinkUNet14D(3, 16, planes)
+    contrast = GraspContrast(out_channels=16, planes=planes, normalize=False).eval()
     path = str(tmp_path / "backbone.pt")
-    torch.save(pretrained.state_dict(), path)
+    torch.save(contrast.backbone_state_dict(), path)        # what `pcgrasp contrast-pretrain` writes
     model = small_model()
     load_backbone_checkpoint(model, path)
-    for k, v in pretrained.state_dict().items():
+    for k, v in contrast.backbone_state_dict().items():
         assert torch.equal(model.backbone.state_dict()[k], v), k
+    pts = scene(np.random.default_rng(10), 2, 300)
+    with torch.no_grad():                                      # the same per-point features as in pretraining
+        torch.testing.assert_close(model.eval().point_features(pts).transpose(1, 2), contrast.encode(pts))
+    pretrained = contrast.backbone
     torch.save(MinkUNet14D(3, 32, planes).state_dict(), path)
     before = {k: v.clone() for k, v in model.backbone.state_dict().items()}
     with pytest.raises(ValueError, match="final.kernel.*seed_feat_dim"):

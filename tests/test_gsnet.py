@@ -13,7 +13,8 @@ import torch
 
 from pcgrasp.labels.views import generate_views, viewpoint_params_to_matrix
 from pcgrasp.losses_gsnet import get_loss
-from pcgrasp.models import GraspContrast, GraspNet, GSNet, MinkUNet14D, load_backbone_checkpoint, load_gsnet_checkpoint, pred_decode
+from pcgrasp.models import (GraspContrast, GraspNet, GSNet, MinkUNet14D, load_backbone_checkpoint, load_gsnet_checkpoint,
+                            pred_decode)
 from pcgrasp.models.gsnet import CloudCrop, batch_viewpoint_params_to_matrix, graspable_seeds, sample_views
 
 KEYS = os.path.join(os.path.dirname(__file__), "fixtures", "gsnet_state_dict_keys.json")

@@ -108,6 +108,9 @@ def test_frames_per_scene_epochs_and_errors(labelled_root, tmp_path):
     assert not np.array_equal(a, ds[0]["point_clouds"])               # another epoch, another sample
     with pytest.raises(IndexError):
         ds[1]
+    bare = DetectionFrames(labelled_root, num_points=NP, min_object_points=NP + 1)[0]   # no object has that many
+    assert bare["object_poses_list"].shape == (0, 3, 4) and bare["grasp_points_list"] == []
+    assert collate_detection([bare])["object_poses_list"][0].shape == (0, 3, 4)
     with pytest.raises(ValueError, match="num_points"):
         DetectionFrames(labelled_root, num_points=0)
     with pytest.raises(ValueError, match="frames_per_scene"):

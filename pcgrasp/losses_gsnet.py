@@ -63,6 +63,10 @@ def get_loss(end_points):
         if p.shape != t.shape:
             raise ValueError(f"{name} {tuple(p.shape)} and its label {tuple(t.shape)} must have the same shape")
 
+    # half-precision predictions (autocast) are compared in float32
+    obj_score, g_score, view_score, s_pred, w_pred = (
+        x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        for x in (obj_score, g_score, view_score, s_pred, w_pred))
     objectness = F.cross_entropy(obj_score, obj_label)
     obj_mask = obj_label.bool()
     graspness = _masked_mean(F.smooth_l1_loss(g_score, g_label.to(g_score.dtype), reduction="none"), obj_mask)

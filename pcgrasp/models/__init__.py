@@ -8,10 +8,10 @@ from .grasp import AttentionPool, GraspModel, WTAHead, MSEHead
 from .ebm import GraspEnergyModel
 from .minkunet import MinkUNet14D, ResUNet14
 from .graspcontrast import GraspContrast
-from .gsnet import GraspNet, GSNet, load_backbone_checkpoint, pred_decode
+from .gsnet import GraspNet, GSNet, load_backbone_checkpoint, load_gsnet_checkpoint, pred_decode
 from .gsnet_labels import match_grasp_view_and_label, process_grasp_labels
 
 __all__ = ["PatchTokenizer", "TransformerEncoder", "PointEncoder", "PointJEPA", "sample_blocks", "ema_update",
            "ema_momentum", "AttentionPool", "GraspModel", "WTAHead", "MSEHead", "GraspEnergyModel",
            "MinkUNet14D", "ResUNet14", "GraspContrast", "GraspNet", "GSNet", "load_backbone_checkpoint",
-           "pred_decode", "process_grasp_labels", "match_grasp_view_and_label"]
+           "load_gsnet_checkpoint", "pred_decode", "process_grasp_labels", "match_grasp_view_and_label"]

@@ -52,8 +52,8 @@ from ..labels.views import generate_views
 from .minkunet import GSNET_PLANES, MinkUNet14D
 
 __all__ = ["GraspNet", "GSNet", "GraspableNet", "ApproachNet", "CloudCrop", "SWADNet", "SharedMLP",
-           "batch_viewpoint_params_to_matrix", "grasp_views", "graspable_seeds", "pred_decode",
-           "load_backbone_checkpoint", "GRASP_MAX_WIDTH"]
+           "batch_viewpoint_params_to_matrix", "grasp_views", "graspable_seeds", "sample_views", "pred_decode",
+           "load_backbone_checkpoint", "load_gsnet_checkpoint", "GRASP_MAX_WIDTH"]
 
 GRASP_MAX_WIDTH = 0.1
 
@@ -84,6 +84,23 @@ def batch_viewpoint_params_to_matrix(towards, angle):
     z = torch.cross(x, y, dim=-1)
     c, s = torch.cos(angle)[..., None], torch.sin(angle)[..., None]
     return torch.stack([x, c * y + s * z, c * z - s * y], -1)
+
+
+def sample_views(view_score, generator=None):
+    """GSNet's training-time view choice: per seed one view index drawn with probability
+    proportional to its min-max normalised score (s - min) / (max - min + 1e-8), so the
+    lowest-scored view is never drawn; a seed whose scores are all equal draws uniformly.
+    view_score [B, M, V] -> [B, M] int64 (one ``torch.multinomial`` call for the batch)."""
+    if not isinstance(view_score, torch.Tensor) or view_score.dim() != 3 or view_score.shape[2] < 1:
+        raise ValueError("view_score must be a [B, M, V] tensor with V >= 1")
+    B, M, V = view_score.shape
+    if B * M == 0:
+        return torch.zeros((B, M), dtype=torch.int64, device=view_score.device)
+    s = view_score.detach().float()
+    lo, hi = s.min(-1, keepdim=True).values, s.max(-1, keepdim=True).values
+    p = ((s - lo) / (hi - lo + 1e-8)).reshape(B * M, V)
+    p = torch.where(p.sum(-1, keepdim=True) > 0, p, torch.ones_like(p))
+    return torch.multinomial(p, 1, generator=generator).view(B, M)
 
 
 # --------------------------------------------------------------------------- heads
@@ -122,20 +139,15 @@ class ApproachNet(tnn.Module):
         self.generator = None
 
     def forward(self, seed_features, end_points):
-        B, _, M = seed_features.shape
         res_features = F.relu(self.conv1(seed_features))
         view_score = self.conv2(res_features).transpose(1, 2).contiguous()  # [B, M, V]
         end_points["view_score"] = view_score
         if self.is_training and self.training:
-            s = view_score.detach()
-            lo, hi = s.min(-1, keepdim=True).values, s.max(-1, keepdim=True).values
-            p = ((s - lo) / (hi - lo + 1e-8)).reshape(B * M, self.num_view)
-            p = torch.where(p.sum(-1, keepdim=True) > 0, p, torch.ones_like(p))
-            top = torch.multinomial(p.float(), 1, generator=self.generator).view(B, M) if B * M else \
-                torch.zeros((B, M), dtype=torch.int64, device=s.device)
+            top = sample_views(view_score, self.generator)
         else:
             top = view_score.argmax(-1)
-            views = grasp_views(self.num_view, view_score.device, view_score.dtype)
+            dt = torch.promote_types(view_score.dtype, torch.float32)
+            views = grasp_views(self.num_view, view_score.device, dt)
             xyz = views[top]
             end_points["grasp_top_view_xyz"] = xyz
             end_points["grasp_top_view_rot"] = batch_viewpoint_params_to_matrix(-xyz, torch.zeros_like(xyz[..., 0]))
@@ -369,7 +381,8 @@ def pred_decode(end_points, num_angle=None, num_depth=None):
     if center.shape != (B, M, 3) or view_xyz.shape != (B, M, 3):
         raise ValueError(f"xyz_graspable and grasp_top_view_xyz must be [{B}, {M}, 3], got "
                          f"{tuple(center.shape)} and {tuple(view_xyz.shape)}")
-    dt = score.dtype
+    dt = torch.promote_types(score.dtype, torch.float32)  # half predictions (autocast) decode in float32
+    score, width = score.to(dt), width.to(dt)
     s, ind = score.reshape(B, M, A * D).max(-1)
     angle = (ind // D).to(dt) * (np.pi / A)
     depth = (ind % D + 1).to(dt) * 0.01
@@ -384,28 +397,53 @@ def pred_decode(end_points, num_angle=None, num_depth=None):
 
 # --------------------------------------------------------------------------- checkpoints
 
-def load_backbone_checkpoint(model, path, map_location="cpu"):
-    """Loads a ``backbone.pt`` (a MinkUNet14D 3 -> C state_dict, as ``pcgrasp contrast-pretrain``
-    writes) into ``model.backbone`` with strict=True. Raises ValueError naming the mismatch
-    (missing / unexpected keys, or the first parameter whose shape differs: another C or
-    other planes) before touching the model."""
-    if not isinstance(model, GraspNet):
-        raise ValueError(f"model must be a GraspNet, got {type(model).__name__}")
-    state = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(state, dict):
-        raise ValueError(f"{path}: expected a state_dict, got {type(state).__name__}")
-    if "model_state_dict" in state:  # a full GSNet checkpoint: take its backbone
-        state = {k[len("backbone."):]: v for k, v in state["model_state_dict"].items() if k.startswith("backbone.")}
-    own = model.backbone.state_dict()
-    missing = sorted(set(own) - set(state))
-    unexpected = sorted(set(state) - set(own))
+def _check_state(own, state, path, what, hint):
+    """ValueError naming missing / unexpected keys or the first shape mismatch of ``state``
+    against the module's ``own`` state_dict."""
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
-        raise ValueError(f"{path}: not a MinkUNet14D state_dict for this backbone: missing {missing[:5]}"
+        raise ValueError(f"{path}: not a {what} state_dict for this model: missing {missing[:5]}"
                          f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
                          f"{'...' if len(unexpected) > 5 else ''}")
     for k, v in own.items():
         if tuple(state[k].shape) != tuple(v.shape):
-            raise ValueError(f"{path}: {k} has shape {tuple(state[k].shape)} but the model's backbone expects "
-                             f"{tuple(v.shape)} (a different seed_feat_dim (output channels) or planes?)")
+            raise ValueError(f"{path}: {k} has shape {tuple(state[k].shape)} but the model expects "
+                             f"{tuple(v.shape)} ({hint})")
+
+
+def _load(path, map_location):
+    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    if not isinstance(ckpt, dict):
+        raise ValueError(f"{path}: expected a state_dict or checkpoint dict, got {type(ckpt).__name__}")
+    return ckpt
+
+
+def load_backbone_checkpoint(model, path, map_location="cpu"):
+    """Loads a ``backbone.pt`` (a MinkUNet14D 3 -> C state_dict, as ``pcgrasp contrast-pretrain``
+    writes; or a full GSNet checkpoint, whose ``backbone.*`` is taken) into ``model.backbone``
+    with strict=True. Raises ValueError naming the mismatch (missing / unexpected keys, or the
+    first parameter whose shape differs: another C or other planes) before touching the model."""
+    if not isinstance(model, GraspNet):
+        raise ValueError(f"model must be a GraspNet, got {type(model).__name__}")
+    state = _load(path, map_location)
+    if "model_state_dict" in state:
+        state = {k[len("backbone."):]: v for k, v in state["model_state_dict"].items() if k.startswith("backbone.")}
+    _check_state(model.backbone.state_dict(), state, path, "MinkUNet14D",
+                 "a different seed_feat_dim (output channels) or planes?")
     model.backbone.load_state_dict(state, strict=True)
     return model
+
+
+def load_gsnet_checkpoint(model, path, map_location="cpu"):
+    """Loads a GSNet checkpoint (graspness_implementation's ``{"model_state_dict": ...,
+    "epoch": ..., "optimizer_state_dict": ...}``, or a bare state_dict) into ``model`` with
+    strict=True; returns the checkpoint's epoch (None when it has none). Raises ValueError
+    naming missing / unexpected keys or the first shape mismatch."""
+    if not isinstance(model, GraspNet):
+        raise ValueError(f"model must be a GraspNet, got {type(model).__name__}")
+    ckpt = _load(path, map_location)
+    state = ckpt.get("model_state_dict", ckpt)
+    _check_state(model.state_dict(), state, path, "GSNet",
+                 "other seed_feat_dim, num_view, num_angle, num_depth or planes?")
+    model.load_state_dict(state, strict=True)
+    return ckpt.get("epoch") if "model_state_dict" in ckpt else None

@@ -150,7 +150,7 @@ def ensure_data(cfg, progress=True, log=print):
 
         step = lab.get("view_step", 1)
         log(f"[detector] labels of training scenes {d['train_scenes']} ({lab.get('points', 300)} points per object, "
-            f"view step {step})")
+            f"every {step}. view)")
         s = generate_labels(d["root"], train, camera=camera, num_points=lab.get("points", 300),
                             views=None if step == 1 else list(range(0, 300, step)), engine=lab.get("engine", "serial"),
                             device=lab.get("device"), progress=progress, log=log)

@@ -45,7 +45,8 @@ def gsnet_collision_oracle(cloud, grasps, voxel_size, thresh, approach_dist=0.05
             left = d - finger_length < x < d and -(w / 2 + finger_width) < y < -w / 2
             right = d - finger_length < x < d and w / 2 < y < w / 2 + finger_width
             bottom = inside_y and d - finger_length - finger_width < x <= d - finger_length
-            shift = inside_y and d - finger_length - finger_width - approach_dist < x <= d - finger_length - finger_width
+            back = d - finger_length - finger_width
+            shift = inside_y and back - approach_dist < x <= back
             n += left or right or bottom or shift
         vol = (2 * h * finger_length * finger_width + h * (w + 2 * finger_width) * finger_width
                + h * (w + 2 * finger_width) * approach_dist) / voxel_size ** 3

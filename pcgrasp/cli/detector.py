@@ -73,7 +73,8 @@ def cmd_evaluate(a):
     except (ValueError, FileNotFoundError) as e:
         _fail("evaluate-detector", e)
     for s, v in sorted(r["scenes"].items(), key=lambda kv: int(kv[0])):
-        print(f"[evaluate-detector] scene {int(s):04d}: AP {v['AP']:.2f}  AP0.8 {v['AP0.8']:.2f}  AP0.4 {v['AP0.4']:.2f}")
+        print(f"[evaluate-detector] scene {int(s):04d}: AP {v['AP']:.2f}  AP0.8 {v['AP0.8']:.2f}  "
+              f"AP0.4 {v['AP0.4']:.2f}")
     print(f"[evaluate-detector] {_ap_line(r['splits'])}")
     if a.json:
         with open(a.json, "w") as f:

@@ -1,5 +1,6 @@
 # The README's commands. Everything installs into ./.venv.
 #   make demo   - the main job: Point-JEPA pretraining + grasp fine-tuning on the synthetic default
+#   make demo-detection - the second main job: GraspContrast pretraining + GSNet-style detector fine-tuning, AP
 #   make test   - build (CPU + CUDA when nvcc is found) and run the test suite
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -11,7 +12,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0,!=2.13.0+cpu
 export MAX_JOBS ?= 2
 
-.PHONY: venv build test demo ops-demo bench sanitize gpu-check newest-torch clean
+.PHONY: venv build test demo demo-detection ops-demo bench sanitize gpu-check newest-torch clean
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +38,10 @@ test: build
 
 demo: build
 	$(PY) -m pcgrasp demo
+
+# tiny scenes + labels, GraspContrast pretraining, the detector fine-tuned from scratch and from it, AP
+demo-detection: build
+	$(PY) -m pcgrasp demo detection
 
 # the PointNet++-style ops walkthrough on synthetic object clouds
 ops-demo: build

@@ -7,6 +7,8 @@
 - ``ebm``: the energy-based grasp planner (ebm generate|train|sweep|refine)
 - ``labels``: GraspNet-1B grasp / collision labels, graspness (labels) and AP (evaluate-grasps)
 - ``contrast``: GraspContrast pretraining (contrast-pretrain, contrast-evaluate, contrast-report)
+- ``detector``: the GSNet-style grasp detector (train-detector, evaluate-detector, detection-sweep,
+  demo detection)
 
 ``--config`` takes a YAML path or the name of a packaged config. Trailing
 ``key.sub=value`` arguments override the config. Under torchrun the training
@@ -15,9 +17,9 @@ commands run data-parallel (DDP).
 import argparse
 import sys
 
-from . import contrast, ebm, jepa, labels, scenes
+from . import contrast, detector, ebm, jepa, labels, scenes
 
-PIPELINES = (jepa, scenes, ebm, labels, contrast)
+PIPELINES = (jepa, scenes, ebm, labels, contrast, detector)
 
 
 def main(argv=None):

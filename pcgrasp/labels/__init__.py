@@ -4,13 +4,14 @@ labels, per-scene collision labels, per-frame graspness; ``pipeline`` runs
 them for a dataset root, serially or as Ray tasks)."""
 from .antipodal import (ParallelJawGripper, antipodal, approach_collision, close_jaws, grasp_success,
                         required_friction, table_collision)
+from .detection import DetectionFrames, collate_detection, gsnet_augmentation
 from .collision import finger_collision, model_free_collision
 from .grasp_labels import friction_score, grasp_grid, label_points, object_grasp_labels, write_object_labels
 from .scene_labels import (point_graspness, scene_label_grasps, transfer_graspness, write_scene_collision_labels,
                            write_scene_graspness)
 from .views import ANGLES, DEPTHS, GRIPPER, generate_views, grasp_rotations, viewpoint_params_to_matrix
 
-__all__ = ["ParallelJawGripper", "antipodal", "approach_collision", "close_jaws", "grasp_success",
+__all__ = ["DetectionFrames", "collate_detection", "gsnet_augmentation", "ParallelJawGripper", "antipodal", "approach_collision", "close_jaws", "grasp_success",
            "required_friction", "table_collision", "finger_collision", "model_free_collision", "friction_score",
            "grasp_grid", "label_points", "object_grasp_labels", "write_object_labels", "point_graspness",
            "scene_label_grasps", "transfer_graspness", "write_scene_collision_labels", "write_scene_graspness",

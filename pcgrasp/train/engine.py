@@ -30,6 +30,18 @@ def seed_everything(seed):
     torch.manual_seed(seed)
 
 
+def to_device(batch, device):
+    """``batch`` (a tensor, or dicts / lists / tuples of them, nested; other
+    values kept as they are) on ``device``."""
+    if torch.is_tensor(batch):
+        return batch.to(device)
+    if isinstance(batch, dict):
+        return {k: to_device(v, device) for k, v in batch.items()}
+    if isinstance(batch, (list, tuple)):
+        return type(batch)(to_device(v, device) for v in batch)
+    return batch
+
+
 def pick_device(name="auto"):
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -156,14 +168,15 @@ def make_schedule(name, total, warmup, steps_per_epoch=1, decay=0.95):
 
 # ---------------------------------------------------------------- the loop
 def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device, resume=False,
-        after_step=None, eval_fn=None, desc="train", progress=True, make_optimizer=None):
+        after_step=None, eval_fn=None, desc="train", progress=True, make_optimizer=None, collate_fn=None):
     """Trains ``model`` for ``cfg_stage["epochs"]``; returns the number of steps taken.
 
     Args:
         loss_fn: ``loss_fn(net, batch) -> scalar loss``; ``net`` is the model
             (DDP-wrapped under torchrun); a batch is what the DataLoader yields,
             moved to ``device``.
-        dataset: a map-style dataset.
+        dataset: a map-style dataset; its ``set_epoch(epoch)``, when it has
+            one, is called before every epoch.
         cfg_stage: dict with ``epochs``, ``batch_size`` and optionally
             ``shuffle`` (True), ``sync_bn`` (True: synchronised batch
             norm under DDP, see ``distributed_model``), ``weight_decay`` (0.05, AdamW only), ``schedule``
@@ -176,6 +189,8 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
         after_step: ``after_step(step, total_steps)`` after every optimiser step.
         eval_fn: ``eval_fn() -> dict of floats`` after every epoch (rank 0),
             logged with a ``val/`` prefix.
+        collate_fn: the DataLoader's (default: torch's); a batch may be a
+            tensor or nested dicts / lists / tuples of tensors.
     """
     rank, ws = world()
     model.to(device)
@@ -186,11 +201,12 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
     if ddp:
         sampler = torch.utils.data.distributed.DistributedSampler(dataset, ws, rank, shuffle=cfg_stage.get("shuffle", True),
                                                                   seed=seed, drop_last=True)
-        loader = torch.utils.data.DataLoader(dataset, batch_size=bs, sampler=sampler, drop_last=True)
+        loader = torch.utils.data.DataLoader(dataset, batch_size=bs, sampler=sampler, drop_last=True,
+                                             collate_fn=collate_fn)
     else:
         sampler = None
         loader = torch.utils.data.DataLoader(dataset, batch_size=bs, shuffle=cfg_stage.get("shuffle", True),
-                                             generator=g, drop_last=len(dataset) > bs)
+                                             generator=g, drop_last=len(dataset) > bs, collate_fn=collate_fn)
     epochs = cfg_stage["epochs"]
     total = max(1, epochs * len(loader))
     if make_optimizer is None:
@@ -215,13 +231,15 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
     for epoch in range(start_epoch, stop):
         if sampler is not None:
             sampler.set_epoch(epoch)
+        if hasattr(dataset, "set_epoch"):  # per-epoch random streams of the dataset (restored on resume)
+            dataset.set_epoch(epoch)
         model.train()
         it = loader
         if tqdm and progress and rank == 0:
             it = tqdm(loader, desc=f"{desc} {epoch + 1}/{epochs}", leave=False, dynamic_ncols=True)
         run_loss, n = 0.0, 0
         for batch in it:
-            batch = [b.to(device) for b in batch] if isinstance(batch, (list, tuple)) else batch.to(device)
+            batch = to_device(batch, device)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
                 loss = loss_fn(net, batch)
             opt.zero_grad(set_to_none=True)

@@ -1,0 +1,176 @@
+"""GSNet-style grasp detector commands:
+
+    pcgrasp train-detector --config detector_demo --init graspcontrast|scratch --frames 1|16|256 --seed 0
+    pcgrasp evaluate-detector --config detector_demo --checkpoint RUN_DIR_OR_MODEL_PT [--scenes 100-101]
+    pcgrasp detection-sweep --config detector_demo      # Tables I/II (markdown) + AP-vs-budget PNG
+    pcgrasp detection-sweep --config detector_demo --report-only   # the tables of the finished runs
+    pcgrasp demo detection                              # scenes + labels, pretrain, fine-tune both ways, AP
+
+The synthetic scenes and the training scenes' labels are written under
+``data.root`` when missing (finished files are skipped); ``--init
+graspcontrast`` pretrains the backbone with the contrast pipeline when its
+backbone.pt is missing (or takes ``--backbone``). Trailing ``key.sub=value``
+arguments override the config. Under torchrun ``train-detector`` runs
+data-parallel (DDP). ``pcgrasp demo detection`` is the detector's demo beside
+``pcgrasp demo`` (the Point-JEPA one, unchanged).
+"""
+import json
+import os
+import time
+
+from .common import config_path, load_cfg, with_config
+
+FRAMES = (1, 16, 256)
+
+
+def _fail(cmd, e):
+    raise SystemExit(f"{cmd}: {e}") from None
+
+
+def _checked(cmd, a):
+    from ..train import detector
+
+    cfg = load_cfg(a)
+    try:
+        detector.check_config(cfg)
+    except ValueError as e:
+        _fail(cmd, e)
+    return cfg
+
+
+def _ap_line(splits):
+    return "  ".join(f"{k}: AP {v['AP']:.2f} AP0.8 {v['AP0.8']:.2f} AP0.4 {v['AP0.4']:.2f}" for k, v in splits.items())
+
+
+def cmd_train(a):
+    from ..train import detector
+
+    cfg = _checked("train-detector", a)
+    if a.seed < 0:
+        _fail("train-detector", f"--seed must be >= 0, got {a.seed}")
+    if a.backbone is not None and a.init == "scratch":
+        _fail("train-detector", "--backbone is only used with --init graspcontrast")
+    if a.backbone is not None and not os.path.exists(a.backbone):
+        _fail("train-detector", f"--backbone {a.backbone} does not exist")
+    try:
+        run = detector.train_detector(cfg, a.init, a.frames, a.seed, backbone=a.backbone, resume=a.resume,
+                                      progress=not a.quiet)
+    except (ValueError, FileNotFoundError) as e:
+        _fail("train-detector", e)
+    print(run)
+    return 0
+
+
+def cmd_evaluate(a):
+    from ..train import detector
+
+    cfg = _checked("evaluate-detector", a)
+    if not os.path.exists(a.checkpoint):
+        _fail("evaluate-detector", f"--checkpoint {a.checkpoint} does not exist (a train-detector run folder or its "
+                                   "model.pt)")
+    try:
+        r = detector.evaluate_detector(cfg, a.checkpoint, scenes=a.scenes, dump_dir=a.dump_dir, progress=not a.quiet)
+    except (ValueError, FileNotFoundError) as e:
+        _fail("evaluate-detector", e)
+    for s, v in sorted(r["scenes"].items(), key=lambda kv: int(kv[0])):
+        print(f"[evaluate-detector] scene {int(s):04d}: AP {v['AP']:.2f}  AP0.8 {v['AP0.8']:.2f}  "
+              f"AP0.4 {v['AP0.4']:.2f}")
+    print(f"[evaluate-detector] {_ap_line(r['splits'])}")
+    if a.json:
+        with open(a.json, "w") as f:
+            json.dump(r, f, indent=1)
+    return 0
+
+
+def cmd_sweep(a):
+    from ..train import detector
+
+    cfg = _checked("detection-sweep", a)
+    try:
+        _, tables = detector.run_sweep(cfg, progress=not a.quiet, report_only=a.report_only)
+    except (ValueError, FileNotFoundError) as e:
+        _fail("detection-sweep", e)
+    print(tables)
+    return 0
+
+
+def cmd_demo_detection(a):
+    """``pcgrasp demo detection``: a tiny scene set and its labels, GraspContrast
+    pretraining, fine-tuning from scratch and from the pretrained backbone,
+    AP on the test scenes (a GPU when present)."""
+    from ..train import detector
+
+    cfg = _checked("demo detection", a)
+    t0 = time.time()
+    d = cfg["data"]
+    print(f"[demo detection] scenes {d['train_scenes']} (train) and {d['test_scenes']} (test) under {d['root']} "
+          f"(generated and labelled if missing)")
+    detector.ensure_data(cfg, progress=not a.quiet)
+    print(f"[demo detection] data ready ({time.time() - t0:.0f} s)")
+    bb = detector.ensure_backbone(cfg, "graspcontrast", progress=not a.quiet)
+    print(f"[demo detection] GraspContrast pretraining done ({time.time() - t0:.0f} s): {bb}")
+    results = []
+    for init in ("scratch", "graspcontrast"):
+        run = detector.train_detector(cfg, init, 256, cfg.get("seed", 0), progress=not a.quiet)
+        r = detector.evaluate_detector(cfg, run, progress=not a.quiet)
+        results.append((init, r))
+        print(f"[demo detection] {init:>13}: {_ap_line(r['splits'])} ({time.time() - t0:.0f} s)")
+    splits = list(results[0][1]["splits"])
+    lines = ["| init | " + " | ".join(f"{s} {k}" for s in splits for k in detector.METRICS) + " |",
+             "|---|" + "---:|" * (len(splits) * len(detector.METRICS))]
+    for init, r in results:
+        lines.append(f"| {detector.LABELS[init]} | " + " | ".join(f"{r['splits'][s][k]:.2f}" for s in splits
+                                                                  for k in detector.METRICS) + " |")
+    table = "\n".join(lines)
+    print(f"\nDetection AP on the test scenes (percent, frames {cfg['eval'].get('anns')} of each):\n")
+    print(table)
+    out = os.path.dirname(cfg["train"]["out"].rstrip("/")) or "."
+    with open(os.path.join(out, "demo_detection.md"), "w") as f:
+        f.write(table + "\n")
+    print(f"\n[demo detection] total {time.time() - t0:.0f} s; table also in {out}/demo_detection.md")
+    return 0
+
+
+def _demo(previous):
+    """``pcgrasp demo`` keeps its meaning; ``pcgrasp demo detection [key=value ...]`` runs
+    the detector's demo (with ``detector_demo`` unless --config is given)."""
+    def run(a):
+        if a.overrides[:1] != ["detection"]:
+            return previous(a)
+        a.overrides = a.overrides[1:]
+        if a.config == "demo":  # the Point-JEPA demo's default config
+            a.config = "detector_demo"
+        config_path(a.config)
+        return cmd_demo_detection(a)
+    return run
+
+
+def register(sub):
+    """Adds ``pcgrasp train-detector|evaluate-detector|detection-sweep`` and
+    ``pcgrasp demo detection`` (registered after the Point-JEPA commands)."""
+    t = with_config(sub.add_parser("train-detector", help="fine-tune the GSNet-style detector"), "detector_demo")
+    t.add_argument("--init", choices=["graspcontrast", "scratch"], default="scratch",
+                   help="backbone initialisation: a GraspContrast backbone.pt or random")
+    t.add_argument("--frames", type=int, choices=FRAMES, default=256,
+                   help="frames per training scene, of 256 (scaled onto the scenes' views by the config)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--backbone", default=None,
+                   help="with --init graspcontrast: this backbone.pt (default: pretrain it with the config's "
+                        "pretrain section when missing)")
+    t.set_defaults(func=cmd_train)
+    e = with_config(sub.add_parser("evaluate-detector", help="grasp dumps + AP of a trained detector"),
+                    "detector_demo")
+    e.add_argument("--checkpoint", required=True, help="a train-detector run folder or its model.pt")
+    e.add_argument("--scenes", default=None, help="scene ids (default: data.test_scenes)")
+    e.add_argument("--dump-dir", default=None, help="where the [N, 17] grasp arrays go (default: <run>/dump)")
+    e.add_argument("--json", default=None, help="also write the APs to this JSON file")
+    e.set_defaults(func=cmd_evaluate)
+    s = with_config(sub.add_parser("detection-sweep", help="scratch vs GraspContrast (+/- FNE) x frame budgets x "
+                                                           "seeds: Tables I/II + PNG"), "detector_demo")
+    s.add_argument("--report-only", action="store_true",
+                   help="no training: the tables and plot of the finished runs (the missing ones listed)")
+    s.set_defaults(func=cmd_sweep)
+    if "demo" in sub.choices:
+        d = sub.choices["demo"]
+        d.set_defaults(func=_demo(d.get_default("func")))
+        d.description = "pcgrasp demo: the Point-JEPA demo; pcgrasp demo detection: the grasp detector's demo"

@@ -1,0 +1,87 @@
+"""The detector's commands (pcgrasp.cli.detector): bad arguments fail with a
+message naming the argument, ``pcgrasp demo detection`` reaches the detector's
+demo while ``pcgrasp demo`` stays the Point-JEPA one, and the commands pass
+their arguments through."""
+import pytest
+
+from pcgrasp.cli import detector as cli_detector
+from pcgrasp.cli import jepa as cli_jepa
+from pcgrasp.cli import main
+from pcgrasp.train import detector as D
+
+
+def _fails(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err
+    return str(e.value.code) + err
+
+
+@pytest.mark.parametrize("argv, name", [
+    (["train-detector", "--init", "imagenet"], "--init"),
+    (["train-detector", "--frames", "8"], "--frames"),
+    (["train-detector", "--frames", "x"], "--frames"),
+    (["train-detector", "--seed", "-1"], "--seed"),
+    (["train-detector", "--seed", "0.5"], "--seed"),
+    (["train-detector", "--config", "no_such_config"], "no_such_config"),
+    (["train-detector", "--init", "scratch", "--backbone", "b.pt"], "--backbone"),
+    (["train-detector", "--init", "graspcontrast", "--backbone", "/no/such/backbone.pt"], "--backbone"),
+    (["train-detector", "train.epochs=0"], "train.epochs"),
+    (["train-detector", "data.num_points=-3"], "data.num_points"),
+    (["evaluate-detector"], "--checkpoint"),
+    (["evaluate-detector", "--checkpoint", "/no/such/run"], "--checkpoint"),
+    (["evaluate-detector", "--checkpoint", ".", "eval.anns=all"], "eval.anns"),
+    (["detection-sweep", "sweep.inits=[scratch,imagenet]", "--report-only"], "sweep.inits"),
+    (["detection-sweep", "data.test_scenes=0-3"], "data.test_scenes"),
+    (["demo", "detection", "--config", "no_such_config"], "no_such_config"),
+])
+def test_bad_arguments_name_the_argument(argv, name, capsys):
+    assert name in _fails(argv, capsys)
+
+
+def test_train_detector_passes_its_arguments(monkeypatch, tmp_path, capsys):
+    got = {}
+
+    def fake(cfg, init, frames, seed, backbone=None, resume=False, progress=True):
+        got.update(cfg=cfg, init=init, frames=frames, seed=seed, backbone=backbone, resume=resume)
+        return "RUN"
+
+    monkeypatch.setattr(D, "train_detector", fake)
+    bb = tmp_path / "backbone.pt"
+    bb.write_bytes(b"")
+    assert main(["train-detector", "--init", "graspcontrast", "--frames", "16", "--seed", "3", "--backbone", str(bb),
+                 "--resume", "--quiet", "train.epochs=2"]) == 0
+    assert capsys.readouterr().out.strip() == "RUN"
+    assert (got["init"], got["frames"], got["seed"], got["backbone"], got["resume"]) == \
+        ("graspcontrast", 16, 3, str(bb), True)
+    assert got["cfg"]["train"]["epochs"] == 2 and got["cfg"]["model"]["seed_feat_dim"] == 32  # detector_demo
+
+
+def test_demo_detection_and_the_default_demo(monkeypatch):
+    calls = []
+    monkeypatch.setattr(cli_detector, "cmd_demo_detection", lambda a: calls.append(("detection", a.config,
+                                                                                    a.overrides)) or 0)
+    monkeypatch.setattr(cli_jepa, "cmd_demo", lambda a: calls.append(("jepa", a.config, a.overrides)))
+    assert main(["demo", "detection"]) == 0
+    assert main(["demo", "detection", "train.epochs=1"]) == 0
+    assert main(["demo", "--config", "demo", "train.epochs=3"]) == 0
+    assert main(["demo"]) == 0
+    assert calls == [("detection", "detector_demo", []), ("detection", "detector_demo", ["train.epochs=1"]),
+                     ("jepa", "demo", ["train.epochs=3"]), ("jepa", "demo", [])]
+
+
+def test_packaged_configs_are_valid():
+    from pcgrasp.cli.common import config_path
+    from pcgrasp.train.config import load_config
+
+    for name in ("detector", "detector_demo"):
+        cfg = load_config(config_path(name))
+        D.check_config(cfg)
+        for init in ("graspcontrast", "graspcontrast_nofne"):
+            from pcgrasp.train import contrast
+
+            contrast.check_config(D.pretrain_config(cfg, init == "graspcontrast"))
+        assert set(cfg["model"]) <= set(D.MODEL_KEYS)
+    full = load_config(config_path("detector"))
+    assert full["model"]["seed_feat_dim"] == 512 and full["model"]["num_seed"] == 1024
+    assert full["data"]["num_points"] == 20000 and full["train"]["batch_size"] == 4

@@ -12,22 +12,40 @@ and a ShapeNet-style folder of extra unlabeled shapes for pretraining::
 How it is generated:
 - Objects: six categories of trimesh primitives and compositions with random
   proportions (box, cylinder, sphere, cone, mug = cylinder + torus handle,
-  dumbbell = bar + two spheres), scaled to 6-20 cm and centred.
+  dumbbell = bar + two spheres), randomly rotated and centred. (The large
+  unlabeled pretraining set of the same families is ``data.procedural``.)
 - Wrist poses: an approach direction on a sphere around the object, the wrist
   at a stand-off beyond the surface, a random roll about the approach axis;
   7-D pose = position + unit quaternion (w, x, y, z).
-- Joints (12 = 4 fingers x 3 joints): the object is seen from the hand frame
-  (closing direction = the hand's y axis). The grip width (object extent along
-  the closing axis near the approach line), the depth to the surface and the
-  local roundness (category) set the flexion. Each recorded grasp is one of
-  two distinct valid modes for the same object and pose: a power grasp
-  (all fingers wrap, flexion grows as the width shrinks) or a precision pinch
-  (thumb and index flex to the width, the other fingers stay extended). The
-  mode is drawn per grasp, so the same (object, pose) has a bimodal joint
-  target and the average of the two modes is not a valid grasp: a
-  single-output MSE head is pulled between modes, a winner-takes-all head
-  can keep both. Widths depend on shape and pose, so predicting them needs
-  the geometry (this is where pretraining on shapes can help).
+- Joints (12 = 4 fingers x 3 joints), the generative model: the object is
+  seen from the hand frame (x: approach, y: closing, z = x × y) through
+  ``local_features`` of 2048 surface samples: the front depth on the approach
+  line, the part within 4 cm behind it, the width along y of that part in
+  four finger slabs (z = -2.4, -0.8, 0.8, 2.4 cm; 0 where a finger misses the
+  object) and in the central slab, the curvature of the central front
+  profile (quadratic fit, 0 for a flat face) and the variation of the finger
+  widths (necks, handles, rims). Each recorded grasp is one of two valid
+  modes for the same object and pose:
+
+      mode ~ Bernoulli(p),  p = P(pinch) = 0.04 + 0.92 sigmoid(2 z),
+      z = (0.075 - width) / 0.012 + 2.5 (variation - 0.15) - 2 (curvature - 0.3)
+      joints = mean[mode] + N(0, 0.02^2 I)
+
+  power (mode 0): every finger wraps its own slab, flexion clip(2.0 - 10
+  w_k, 0.3, 1.8) times (0.45, 0.8, 0.55 + 0.4 curvature); pinch (mode 1):
+  fingers 1-2 close to the central width, g = clip(1.6 - 10 width, 0.2, 1.5)
+  times (0.25, 0.6, 0.9 - 0.4 curvature) (x 1.1 for finger 2), fingers 3-4
+  extended at 0.05 rad (``mode_probability``, ``mode_means``). So pinch is
+  likelier on thin parts, handles and necks, power on wide round bodies, with
+  residual randomness (p never leaves [0.04, 0.96]); the average of the modes
+  is not a valid grasp; and the joints depend on local shape near the
+  approach line, not on the category.
+- The truth rides along: each recording also stores ``p_pinch`` (n,),
+  ``mode_means`` (n, 2, 12) and ``noise_sd``, from which ``bayes_floor``
+  computes the best achievable top-logit RMSE of any split (choosing the
+  likelier mode: sqrt(mean(min(p, 1-p) D^2 / 12) + sigma^2), D the distance
+  between the modes), the conditional-mean floor (p (1-p) instead of
+  min(p, 1-p)) and the mode-blind floor (one mode for every grasp).
 - Scores are drawn in [1, 3]; grasps with score < 1.5 are dropped by the loader.
 """
 import json

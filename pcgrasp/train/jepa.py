@@ -20,7 +20,7 @@ from .engine import fit, pick_device, seed_everything, world
 def encoder_kwargs(m):
     return dict(dim=m["dim"], depth=m["depth"], heads=m["heads"], centers=m["centers"],
                 group_size=m["group_size"], grouping=m.get("grouping", "knn"), radius=m.get("radius", 0.05),
-                token_width=m.get("token_width", 128))
+                token_width=m.get("token_width", 128), input_scale=m.get("input_scale", 1.0))
 
 
 def ensure_data(cfg):

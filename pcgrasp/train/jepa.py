@@ -66,7 +66,7 @@ def pretrain(cfg, resume=False, progress=True):
                 json.dump(report, f, indent=1)
             for init, r in report["encoders"].items():
                 print(f"[probe] {init:>6}: category kNN {r['knn_acc']:.3f} linear {r['linear_acc']:.3f}, "
-                    f"elongation R^2 {r['property_r2']:.3f} (chance {report['chance']:.3f})")
+                      f"elongation R^2 {r['property_r2']:.3f} (chance {report['chance']:.3f})")
     return os.path.join(p["out"], "encoder.pt")
 
 

@@ -90,3 +90,21 @@ def test_tokenizer_checks_its_input_once(monkeypatch):
     with pytest.raises(ValueError, match="non-finite"):
         PatchTokenizer(dim=16, centers=8, group_size=8, width=8)(bad)
     assert _checks._data_checks  # the context manager restored the setting
+
+
+def test_encoder_input_scale_equals_scaling_the_points():
+    import pytest
+
+    from pcgrasp.models import PointEncoder
+
+    pts = torch.rand(2, 200, 3, dtype=torch.float64) * 0.1
+    torch.manual_seed(0)
+    scaled = PointEncoder(dim=16, depth=1, heads=2, centers=8, group_size=4, token_width=8, input_scale=12.5).double()
+    torch.manual_seed(0)
+    plain = PointEncoder(dim=16, depth=1, heads=2, centers=8, group_size=4, token_width=8).double()
+    c1, t1 = scaled(pts)
+    c2, t2 = plain(pts * 12.5)
+    torch.testing.assert_close(c1, c2)
+    torch.testing.assert_close(t1, t2)
+    with pytest.raises(ValueError, match="input_scale"):
+        PointEncoder(dim=16, depth=1, heads=2, centers=8, group_size=4, token_width=8, input_scale=0)

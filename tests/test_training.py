@@ -24,6 +24,7 @@ def tiny_cfg(tmp, **extra):
     over = [f"data.root={tmp}/grasps", f"data.pretrain_root={tmp}/pretrain", f"data.splits={tmp}/splits",
             "data.points=256", "data.generate.objects_per_category=4", "data.generate.scenes_per_object=1",
             "data.generate.grasps_per_scene=12", "data.generate.pretrain_per_category=1",
+            "data.pretrain_shapes=12", f"data.pretrain_cache={tmp}/shapes", "probe.shapes=24",
             "model.dim=16", "model.depth=1", "model.heads=2", "model.pred_dim=8", "model.pred_depth=1",
             "model.pred_heads=2", "model.centers=16", "model.group_size=8", "model.token_width=8", "model.hidden=32",
             f"pretrain.out={tmp}/pre", f"train.pretrained={tmp}/pre/encoder.pt", f"train.out={tmp}/train",
@@ -153,8 +154,8 @@ def test_cli_demo_evaluate_sweep_smallest_size(tmp_path):
     assert len(rows) == 4, out
     ckpt = tmp_path / "train" / "jepa_wta_b100_A_s0" / "model.pt"
     assert "top_logit_rmse" in pcgrasp_cli("evaluate", "--checkpoint", str(ckpt), "--split", "val", cwd=tmp_path)
-    out = pcgrasp_cli("sweep", "--quiet", *over, cwd=tmp_path)
-    assert "Δ top-logit, jepa vs scratch" in out
+    out = pcgrasp_cli("sweep", "--config", "demo", "--quiet", *over, cwd=tmp_path)
+    assert "Δ (jepa vs scratch)" in out and "Floors from the generator's truth" in out and "probe" in out
     assert (tmp_path / "sweep" / "rmse_vs_budget.png").exists() and (tmp_path / "sweep" / "table.md").exists()
     out = pcgrasp_cli("split", "--root", str(tmp_path / "grasps"), "--out", str(tmp_path / "s2"), cwd=tmp_path)
     assert "pack B budget" in out

@@ -70,7 +70,9 @@ def register(sub):
     g.add_argument("--objects-per-category", type=int, default=40)
     g.add_argument("--scenes-per-object", type=int, default=4)
     g.add_argument("--grasps-per-scene", type=int, default=24)
-    g.add_argument("--pretrain-per-category", type=int, default=400)
+    g.add_argument("--pretrain-per-category", type=int, default=0,
+                   help="also write N meshes per category as a ShapeNet-style folder (<out>/pretrain); the procedural "
+                   "pretraining set (data.pretrain_shapes) needs none")
     g.add_argument("--seed", type=int, default=0)
     s = sub.add_parser("split", help="object-level stratified split manifests")
     s.add_argument("--root", default="data/synthetic/grasps")

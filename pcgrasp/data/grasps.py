@@ -14,10 +14,15 @@ from .meshes import find_mesh, load_mesh, sample_surface
 MIN_SCORE = 1.5
 
 
-def load_recordings(root, objects=None, min_score=MIN_SCORE):
+def load_recordings(root, objects=None, min_score=MIN_SCORE, truth=False):
     """Reads every recording. Returns (object ids "<synset>/<object>", mesh
-    paths per object, list of (object index, pose [7], joints [12]))."""
+    paths per object, list of (object index, pose [7], joints [12])).
+
+    truth=True adds a fourth item: the synthetic generator's truth of the kept
+    grasps, (P(pinch) [n], mode means [n, 2, 12], noise sd), or None when a
+    recording lacks it (real data)."""
     ids, meshes, rows = [], [], []
+    ps, means, sds = [], [], set()
     for synset in sorted(os.listdir(root)):
         sdir = os.path.join(root, synset)
         if not os.path.isdir(sdir):
@@ -42,7 +47,17 @@ def load_recordings(root, objects=None, min_score=MIN_SCORE):
                     raise ValueError(f"{r}: expected grasps (n, 19) and scores (n,), got {g.shape} and {s.shape}")
                 for row in g[s >= min_score]:
                     rows.append((k, row[:7], row[7:]))
-    return ids, meshes, rows
+                if truth and "p_pinch" in z.files:
+                    ps.append(z["p_pinch"][s >= min_score])
+                    means.append(z["mode_means"][s >= min_score])
+                    sds.add(float(z["noise_sd"]))
+                elif truth:
+                    sds.add(None)
+    if not truth:
+        return ids, meshes, rows
+    if None in sds or len(sds) != 1:
+        return ids, meshes, rows, None
+    return ids, meshes, rows, (np.concatenate(ps), np.concatenate(means), sds.pop())
 
 
 class GraspDataset(torch.utils.data.Dataset):

@@ -22,10 +22,13 @@ def shapenet_models(root):
 
 
 class ShapeNetPointClouds(torch.utils.data.Dataset):
-    """Point clouds [P, 3] of every model, centred and scaled into the unit
-    sphere, sampled once per model (seeded)."""
+    """Point clouds [P, 3] of every model, centred and scaled into a sphere of
+    ``radius`` (1.0: the unit sphere, as ShapeNet ships; 0.1 puts real shapes
+    at the synthetic objects' metre scale), sampled once per model (seeded)."""
 
-    def __init__(self, roots, points=1024, seed=0, extra_meshes=()):
+    def __init__(self, roots, points=1024, seed=0, extra_meshes=(), radius=1.0):
+        if not (isinstance(radius, (int, float)) and radius > 0):
+            raise ValueError(f"radius must be a positive number, got {radius!r}")
         roots = [roots] if isinstance(roots, str) else list(roots)
         paths = [p for r in roots for p in shapenet_models(r)] + list(extra_meshes)
         if not paths:
@@ -34,7 +37,7 @@ class ShapeNetPointClouds(torch.utils.data.Dataset):
         for i, p in enumerate(paths):
             pts = sample_surface(load_mesh(p), points, seed=seed * 100003 + i)
             pts = pts - pts.mean(0)
-            pts = pts / max(np.linalg.norm(pts, axis=1).max(), 1e-9)
+            pts = radius * pts / max(np.linalg.norm(pts, axis=1).max(), 1e-9)
             self.clouds.append(torch.from_numpy(pts.astype(np.float32)))
 
     def __len__(self):

@@ -11,12 +11,20 @@ from .transformer import TransformerEncoder, positional_mlp
 
 class PointEncoder(nn.Module):
     """Tokenizer + positional embedding + transformer. ``forward(points)``
-    encodes every patch; ``encode_tokens`` encodes a subset (the context)."""
+    encodes every patch; ``encode_tokens`` encodes a subset (the context).
+
+    ``input_scale`` multiplies the points first (``radius`` is in the scaled
+    units): e.g. 12.5 maps objects of ~8 cm radius in metres to the unit
+    sphere that ShapeNet-style pretraining assumes. At metre scale a randomly
+    initialised encoder's layer-normed features hardly vary between inputs
+    (SD ~0.007), which lets the JEPA loss collapse to ~0 at once."""
 
     def __init__(self, dim=384, depth=12, heads=6, centers=64, group_size=32, grouping="knn", radius=0.05,
-                 token_width=128):
+                 token_width=128, input_scale=1.0):
         super().__init__()
-        self.dim = dim
+        if not (isinstance(input_scale, (int, float)) and input_scale > 0):
+            raise ValueError(f"input_scale must be a positive number, got {input_scale!r}")
+        self.dim, self.input_scale = dim, float(input_scale)
         self.tokenizer = PatchTokenizer(dim, centers, group_size, grouping, radius, sequence=True, width=token_width)
         self.pos = positional_mlp(dim)
         self.encoder = TransformerEncoder(dim, depth, heads)
@@ -24,8 +32,12 @@ class PointEncoder(nn.Module):
     def encode_tokens(self, tokens, centres):
         return self.encoder(tokens + self.pos(centres))
 
+    def tokenize(self, points):
+        """(centres, tokens) of the scaled points."""
+        return self.tokenizer(points * self.input_scale if self.input_scale != 1.0 else points)
+
     def forward(self, points):
-        centres, tokens = self.tokenizer(points)
+        centres, tokens = self.tokenize(points)
         return centres, self.encode_tokens(tokens, centres)
 
 
@@ -68,9 +80,10 @@ def ema_update(target, online, tau):
 
 class PointJEPA(nn.Module):
     def __init__(self, dim=384, depth=12, heads=6, pred_dim=192, pred_depth=6, pred_heads=6, centers=64,
-                 group_size=32, grouping="knn", radius=0.05, n_targets=4, token_width=128):
+                 group_size=32, grouping="knn", radius=0.05, n_targets=4, token_width=128, input_scale=1.0):
         super().__init__()
-        self.context = PointEncoder(dim, depth, heads, centers, group_size, grouping, radius, token_width)
+        self.context = PointEncoder(dim, depth, heads, centers, group_size, grouping, radius, token_width,
+                                    input_scale)
         self.target = copy.deepcopy(self.context)
         for p in self.target.parameters():
             p.requires_grad_(False)
@@ -84,7 +97,7 @@ class PointJEPA(nn.Module):
 
     def forward(self, points, generator=None):
         """Returns the SmoothL1 (beta = 2) JEPA loss for a batch of clouds."""
-        centres, tokens = self.context.tokenizer(points)  # ordered by the sequencer
+        centres, tokens = self.context.tokenize(points)  # ordered by the sequencer
         B, G, _ = tokens.shape
         with torch.no_grad():
             _, tgt = self.target(points)

@@ -1,12 +1,17 @@
 """Point-JEPA grasp-joint pipeline on top of the training engine: data setup,
 JEPA pretraining, grasp fine-tuning (WTA / MSE heads), evaluation."""
 import json
+import math
 import os
 
+import numpy as np
 import torch
 
 from ..data import GraspDataset, ShapeNetPointClouds, generate_dataset, load_manifest, make_splits
 from ..data.grasps import load_recordings
+from ..data.procedural import ProceduralShapes
+from ..data.synthetic.grasps import SYNSETS
+from ..eval.probe import elongation, probe_report
 from ..metrics import grasp_joint_metrics
 from ..models import GraspModel, PointEncoder, PointJEPA, ema_momentum
 from .engine import fit, pick_device, seed_everything, world
@@ -15,7 +20,7 @@ from .engine import fit, pick_device, seed_everything, world
 def encoder_kwargs(m):
     return dict(dim=m["dim"], depth=m["depth"], heads=m["heads"], centers=m["centers"],
                 group_size=m["group_size"], grouping=m.get("grouping", "knn"), radius=m.get("radius", 0.05),
-                token_width=m.get("token_width", 128))
+                token_width=m.get("token_width", 128), input_scale=m.get("input_scale", 1.0))
 
 
 def ensure_data(cfg):
@@ -26,8 +31,10 @@ def ensure_data(cfg):
                          **d.get("generate", {}))
     if not os.path.isdir(d["splits"]) or not os.listdir(d["splits"]):
         ids, _, _ = load_recordings(d["root"])
+        held = d.get("heldout_category")
         make_splits(ids, d["splits"], split_seed=cfg.get("seed", 0), budgets=sorted(
-            set([0.01, 0.1, 0.25, 1.0] + list(cfg.get("sweep", {}).get("budgets", [])))))
+            set([0.01, 0.1, 0.25, 1.0] + list(cfg.get("sweep", {}).get("budgets", [])))),
+            heldout_category=SYNSETS.get(held, held))
 
 
 # ---------------------------------------------------------------- stages
@@ -37,10 +44,7 @@ def pretrain(cfg, resume=False, progress=True):
     ensure_data(cfg)
     device = pick_device(cfg.get("device", "auto"))
     m, p, d = cfg["model"], cfg["pretrain"], cfg["data"]
-    # unlabeled shapes: the pretraining folder plus the grasp objects' meshes
-    _, meshes, _ = load_recordings(d["root"])
-    roots = [d["pretrain_root"]] if d.get("pretrain_root") and os.path.isdir(d["pretrain_root"]) else []
-    data = ShapeNetPointClouds(roots, d["points"], cfg.get("seed", 0), extra_meshes=meshes)
+    data = pretraining_data(cfg, progress)
     model = PointJEPA(pred_dim=m["pred_dim"], pred_depth=m["pred_depth"], pred_heads=m["pred_heads"], **encoder_kwargs(m))
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
     lo, hi = p.get("ema", [0.9995, 0.99999])
@@ -56,7 +60,68 @@ def pretrain(cfg, resume=False, progress=True):
         progress=progress)
     if world()[0] == 0:
         torch.save({"encoder": model.context.state_dict(), "model_cfg": m}, os.path.join(p["out"], "encoder.pt"))
+        if cfg.get("probe", {}).get("shapes", 0):
+            report = probe_encoders(cfg, model.context.state_dict(), device)
+            with open(os.path.join(p["out"], "probe.json"), "w") as f:
+                json.dump(report, f, indent=1)
+            for init, r in report["encoders"].items():
+                print(f"[probe] {init:>6}: category kNN {r['knn_acc']:.3f} linear {r['linear_acc']:.3f}, "
+                      f"elongation R^2 {r['property_r2']:.3f} (chance {report['chance']:.3f})")
     return os.path.join(p["out"], "encoder.pt")
+
+
+def pretraining_data(cfg, progress=True):
+    """The unlabeled pretraining set: ``data.pretrain_shapes`` procedural
+    shapes (lazily generated into ``data.pretrain_cache``, resumable) plus
+    every model of a ShapeNet-style ``data.pretrain_root`` when present
+    (scaled into a sphere of radius ``data.shapenet_radius``, 1.0 as ShapeNet
+    ships)."""
+    d, seed = cfg["data"], cfg.get("seed", 0)
+    parts = []
+    n = int(d.get("pretrain_shapes", 0))
+    if n:
+        shapes = ProceduralShapes(n, d["points"], seed, cache=d.get("pretrain_cache"))
+        if shapes.cache:
+            shapes.fill(progress=progress)
+        parts.append(shapes)
+    root = d.get("pretrain_root")
+    if root and os.path.isdir(root) and os.listdir(root):
+        parts.append(ShapeNetPointClouds([root], d["points"], seed, radius=d.get("shapenet_radius", 1.0)))
+    if not parts:
+        raise ValueError("no pretraining data: set data.pretrain_shapes > 0 or data.pretrain_root to a "
+                         "ShapeNet-style folder")
+    return parts[0] if len(parts) == 1 else torch.utils.data.ConcatDataset(parts)
+
+
+@torch.no_grad()
+def encoder_features(encoder, clouds, device, batch_size=64):
+    """[n, 2 dim] frozen features: mean and max over the encoder's tokens."""
+    encoder.eval().to(device)
+    out = []
+    for i in range(0, len(clouds), batch_size):
+        _, tok = encoder(clouds[i:i + batch_size].to(device))
+        out.append(torch.cat([tok.mean(1), tok.amax(1)], -1).float().cpu())
+    return torch.cat(out).numpy()
+
+
+def probe_encoders(cfg, jepa_state, device):
+    """Frozen-feature probes (``pcgrasp.eval.probe``) of the JEPA encoder and of
+    a random initialisation (seeded like fine-tuning's scratch models) on
+    ``probe.shapes`` procedural shapes disjoint from the pretraining ones:
+    category kNN / linear accuracy and R^2 of the cloud's elongation."""
+    d, seed = cfg["data"], cfg.get("seed", 0)
+    n = int(cfg["probe"]["shapes"])
+    ds = ProceduralShapes(n, d["points"], seed, start=10_000_000)  # beyond any pretraining index
+    clouds = torch.stack([ds[i] for i in range(n)])
+    prop = np.array([elongation(c.numpy()) for c in clouds])
+    encoders = {}
+    for init in ("jepa", "random"):
+        torch.manual_seed(seed)
+        enc = PointEncoder(**encoder_kwargs(cfg["model"]))
+        if init == "jepa":
+            enc.load_state_dict(jepa_state)
+        encoders[init] = probe_report(encoder_features(enc, clouds, device), ds.labels, prop, seed)
+    return {"shapes": n, "chance": float(1.0 / len(ds.categories)), "encoders": encoders}
 
 
 def build_grasp_model(cfg, init=None, head=None):
@@ -97,7 +162,14 @@ def run_name(t):
 
 
 def finetune(cfg, resume=False, run_dir=None, progress=True, train_objects=None):
-    """Grasp fine-tuning from JEPA or scratch; returns (run_dir, test metrics)."""
+    """Grasp fine-tuning from JEPA or scratch; returns (run_dir, metrics): the
+    test split's metrics, plus the same for the val and (when the split has a
+    held-out category) heldout splits under ``val/`` and ``heldout/`` keys.
+
+    ``train.steps`` (optional) fixes the number of optimiser steps instead of
+    ``train.epochs`` (epochs = ceil(steps / batches per epoch)), so every
+    budget gets the same compute; ``train.eval_each_epoch: false`` skips the
+    per-epoch validation log."""
     t = dict(cfg["train"])
     t.setdefault("seed", cfg.get("seed", 0))
     seed_everything(t["seed"])
@@ -106,21 +178,33 @@ def finetune(cfg, resume=False, run_dir=None, progress=True, train_objects=None)
     d = cfg["data"]
     man = load_manifest(d["splits"], t["pack"], t["budget"])
     train_ds = GraspDataset(d["root"], set(train_objects or man["train"]), d["points"], seed=cfg.get("seed", 0))
-    val_ds = GraspDataset(d["root"], set(man["val"]), d["points"], seed=cfg.get("seed", 0))
-    test_ds = GraspDataset(d["root"], set(man["test"]), d["points"], seed=cfg.get("seed", 0))
+    splits = {name: GraspDataset(d["root"], set(man[name]), d["points"], seed=cfg.get("seed", 0))
+              for name in ("val", "test", "heldout") if man.get(name)}
+    if t.get("steps"):
+        if not (isinstance(t["steps"], int) and t["steps"] > 0):
+            raise ValueError(f"train.steps must be a positive integer, got {t['steps']!r}")
+        per_epoch = max(1, len(train_ds) // t["batch_size"])
+        t["epochs"] = math.ceil(t["steps"] / per_epoch)
     seed_everything(t["seed"])  # model init independent of data loading
     model = build_grasp_model(cfg, t["init"], t["head"])
     groups = [{"params": model.backbone_parameters(), "lr": t["lr_backbone"]},
               {"params": model.head_parameters(), "lr": t["lr_head"]}]
     run_dir = run_dir or os.path.join(t["out"], run_name(t))
+    eval_fn = (lambda: evaluate_model(model, splits["val"], device)) if t.get("eval_each_epoch", True) and \
+        "val" in splits else None
     fit(model, grasp_loss, train_ds, t, run_dir, groups, t["seed"], device, resume,
-        eval_fn=lambda: evaluate_model(model, val_ds, device), desc=run_name(t), progress=progress)
-    metrics = evaluate_model(model, test_ds, device)
+        eval_fn=eval_fn, desc=run_name(t), progress=progress)
+    metrics = evaluate_model(model, splits["test"], device) if "test" in splits else {}
+    for name in ("val", "heldout"):
+        if name in splits:
+            metrics.update({f"{name}/{k}": v for k, v in evaluate_model(model, splits[name], device).items()})
     rank, _ = world()
     if rank == 0:
         torch.save({"model": model.state_dict(), "cfg": cfg, "train": t}, os.path.join(run_dir, "model.pt"))
-        with open(os.path.join(run_dir, "test_metrics.json"), "w") as f:
+        tmp = os.path.join(run_dir, "test_metrics.json.tmp")
+        with open(tmp, "w") as f:
             json.dump({"train_objects": len(set(train_ds.ids)), "train_grasps": len(train_ds), **metrics}, f, indent=1)
+        os.replace(tmp, os.path.join(run_dir, "test_metrics.json"))
     return run_dir, metrics
 
 

@@ -175,3 +175,52 @@ def test_logger_starts_fresh_and_a_resume_keeps_only_the_checkpointed_epochs(tmp
     assert [(int(r["step"]), float(r["loss"])) for r in read_log(run)] == [(3, 2.0)]
     Logger(run, keep_until_step=1)                                 # nothing at or before step 1: no log left
     assert not os.path.exists(os.path.join(run, "log.csv"))
+
+
+def _rank_zero_first_worker(rank, out, port, use_context):
+    import time
+
+    from pcgrasp.train.engine import barrier, rank_zero_first
+
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    marker = os.path.join(out, "prepared")
+
+    def prepare():  # what ensure_data does: make a missing file (slowly), else find it
+        if not os.path.exists(marker):
+            time.sleep(0.5)
+            with open(os.path.join(out, f"wrote{rank}"), "w"):
+                pass
+            with open(marker, "w"):
+                pass
+
+    from pcgrasp.train.engine import world
+    world()  # initialises the gloo group from the environment, as under torchrun
+    if use_context:
+        with rank_zero_first():
+            prepare()
+    else:
+        prepare()
+    barrier()
+    torch.distributed.destroy_process_group()
+
+
+@pytest.mark.parametrize("use_context", [True, False])
+def test_rank_zero_first_prepares_once_under_two_gloo_processes(tmp_path, use_context):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    torch.multiprocessing.spawn(_rank_zero_first_worker, args=(str(tmp_path), port, use_context), nprocs=2,
+                                join=True)
+    wrote = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("wrote"))
+    # with the context only rank 0 prepares; without it both ranks race (the bug it prevents)
+    assert wrote == (["wrote0"] if use_context else ["wrote0", "wrote1"])
+
+
+def test_rank_zero_first_outside_ddp_just_runs_the_block():
+    from pcgrasp.train.engine import rank_zero_first
+
+    ran = []
+    with rank_zero_first():
+        ran.append(1)
+    assert ran == [1]

@@ -26,7 +26,7 @@ from ..losses import graspcontrast_loss
 from ..metrics import feature_match_recall
 from ..models import GraspContrast
 from ..models.minkunet import GSNET_PLANES
-from .engine import fit, pick_device, seed_everything, world
+from .engine import barrier, fit, pick_device, rank_zero_first, seed_everything, world
 
 
 # ---------------------------------------------------------------- data
@@ -203,7 +203,8 @@ def pretrain(cfg, resume=False, progress=True):
     check_config(cfg)
     t, seed = cfg["train"], cfg.get("seed", 0)
     seed_everything(seed)
-    ensure_data(cfg, progress)
+    with rank_zero_first():  # under torchrun rank 0 generates missing scenes, the others wait
+        ensure_data(cfg, progress)
     device = pick_device(cfg.get("device", "auto"))
     # training views are augmented per step in the loss (fresh draws every epoch)
     train_ds = PairTensors(frame_pairs(cfg, cfg["data"].get("train_split", "train"), False, progress))
@@ -230,6 +231,7 @@ def pretrain(cfg, resume=False, progress=True):
                        "voxel_size": model.voxel_size, "train_pairs": len(train_ds), "val_pairs": len(val_ds),
                        "fne": cfg.get("fne", True), "augment": cfg.get("augment", True), "loss": cfg["loss"]}, f,
                       indent=1)
+    barrier()  # under torchrun: every rank returns once backbone.pt is there
     return path
 
 

@@ -37,7 +37,7 @@ import torch
 from ..data.graspnet import GraspNetScenes
 from ..data.synthetic.scenes import parse_scene_ids
 from ..losses_gsnet import get_loss
-from .engine import fit, pick_device, seed_everything, world
+from .engine import fit, pick_device, rank_zero_first, seed_everything, world
 
 BUDGETS = (1, 16, 256)
 INITS = ("scratch", "graspcontrast", "graspcontrast_nofne")
@@ -289,8 +289,9 @@ def train_detector(cfg, init="scratch", frames=256, seed=0, backbone=None, resum
     if not resume:  # an interrupted run started again from scratch: a fresh log
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(run_dir, "log.csv"))
-    ensure_data(cfg, progress, log)
-    if init != "scratch" and backbone is None:
+    with rank_zero_first():  # under torchrun rank 0 generates / labels missing data, the others wait
+        ensure_data(cfg, progress, log)
+    if init != "scratch" and backbone is None:  # a missing backbone is pretrained by all ranks (DDP)
         backbone = ensure_backbone(cfg, init, progress, log)
     seed_everything(seed)
     ds, k = train_frames(cfg, frames, seed)

@@ -12,6 +12,7 @@ early, an optional per-epoch evaluation hook, and DDP when launched by torchrun
 over the processes unless ``sync_bn: false``). It knows nothing about
 models, data or losses: the pipeline passes a ``loss_fn(net, batch)``.
 """
+import contextlib
 import csv
 import math
 import os
@@ -54,6 +55,28 @@ def world():
     if n > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+
+
+def barrier():
+    """Waits for every process of the default group (nothing outside DDP)."""
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        dist.barrier()
+
+
+@contextlib.contextmanager
+def rank_zero_first():
+    """Under torchrun, rank 0 runs the block first (e.g. writes data or a
+    checkpoint that is missing) while the other ranks wait, then they run it
+    (and find the files there). Outside DDP it just runs the block. The block
+    must not itself start collectives (no DDP training inside)."""
+    rank, ws = world()
+    if ws > 1 and rank != 0:
+        barrier()
+    try:
+        yield
+    finally:
+        if ws > 1 and rank == 0:
+            barrier()
 
 
 def cosine_with_warmup(total, warmup):

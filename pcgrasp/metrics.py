@@ -1,7 +1,18 @@
-"""Grasp-joint metrics. Angles in radians; coverage thresholds in degrees."""
+"""Grasp-joint metrics, feature-match recall and the summary statistics of sweeps.
+Angles in radians; coverage thresholds in degrees."""
 import math
 
+import numpy as np
 import torch
+
+
+def mean_sd(values, scale=1.0):
+    """(mean, SD with ddof 1; 0 for one value) of ``values`` x ``scale``, or None when empty:
+    the "mean ± SD over seeds" cells of the sweep tables."""
+    if len(values) == 0:
+        return None
+    v = np.asarray(values, np.float64) * scale
+    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
 def grasp_joint_metrics(pred, logits, target, thresholds_deg=(10, 15, 20)):

@@ -34,9 +34,10 @@ import os
 import numpy as np
 import torch
 
-from ..data.graspnet import GraspNetScenes
+from ..data.graspnet import GraspNetScenes, sample_indices
 from ..data.synthetic.scenes import parse_scene_ids
 from ..losses_gsnet import get_loss
+from ..metrics import mean_sd
 from .engine import fit, pick_device, rank_zero_first, seed_everything, world
 
 BUDGETS = (1, 16, 256)
@@ -412,9 +413,14 @@ def dump_grasps(model, cfg, scene_ids, dump_dir, device, progress=False, seed=0)
     bs = e.get("batch_size", 1)
     for i in tqdm(range(0, len(frames), bs), desc="detect", disable=not progress, leave=False):
         chunk = frames[i:i + bs]
-        raw = [ds.frame(s, a) for s, a in chunk]
-        pts = [ds.frame(s, a, num_points=d["num_points"], rng=np.random.default_rng([seed, s, a]))["points"]
-               for s, a in chunk]
+        raw = [ds.frame(s, a) for s, a in chunk]   # every workspace point: the collision filter's scene
+        # the network's input: num_points of them, sampled as GraspNetScenes.frame(num_points=...) does
+        pts = []
+        for (s, a), f in zip(chunk, raw):
+            if len(f["points"]) == 0:
+                raise ValueError(f"scene {s} ann {a}: no valid depth pixel to sample from")
+            rng = np.random.default_rng([seed, s, a])
+            pts.append(f["points"][sample_indices(len(f["points"]), d["num_points"], rng)])
         ep = {"point_clouds": torch.as_tensor(np.stack(pts), dtype=torch.float32, device=device)}
         preds = pred_decode(model(ep))
         for (s, a), f, g in zip(chunk, raw, preds):
@@ -462,11 +468,6 @@ def _grasps_per_frame(dump_dir, ids, cfg, anns):
 
 
 # ---------------------------------------------------------------- sweep
-def _mean_sd(v):
-    v = np.asarray(v, dtype=np.float64)
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
 LABELS = {"scratch": "scratch", "graspcontrast": "GraspContrast", "graspcontrast_nofne": "GraspContrast w/o FNE"}
 
 
@@ -482,7 +483,7 @@ def sweep_tables(rows, budgets, inits, splits=tuple(SPLIT_RANGES)):
              and split in r["splits"]]
         if not v:
             return "—", None
-        m, sd = _mean_sd(v)
+        m, sd = mean_sd(v)
         return f"{m:.2f} ± {sd:.2f}", m
 
     def table(title, use, note):
@@ -529,8 +530,8 @@ def sweep_plot(rows, budgets, inits, path, splits=tuple(SPLIT_RANGES)):
                              squeeze=False)
     for ax, s in zip(axes[0], splits):
         for i in inits:
-            st = [_mean_sd([r["splits"][s]["AP"] for r in rows if r["init"] == i and r["frames"] == b
-                            and s in r["splits"]] or [np.nan]) for b in budgets]
+            st = [mean_sd([r["splits"][s]["AP"] for r in rows if r["init"] == i and r["frames"] == b
+                           and s in r["splits"]]) or (np.nan, np.nan) for b in budgets]
             ax.errorbar(budgets, [m for m, _ in st], yerr=[sd for _, sd in st], marker="o", capsize=3,
                         label=LABELS.get(i, i))
         ax.set_xscale("log", base=2)

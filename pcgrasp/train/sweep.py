@@ -25,6 +25,7 @@ import numpy as np
 from ..data import load_manifest
 from ..data.grasps import load_recordings
 from ..data.synthetic.grasps import bayes_floor
+from ..metrics import mean_sd
 from .jepa import finetune, pretrain, run_name
 
 METRIC = "top_logit_rmse"
@@ -141,14 +142,6 @@ def _values(rows, key, **match):
     return [r[key] for r in rows if key in r and all(r[k] == v for k, v in match.items())]
 
 
-def _stats(values, scale=1.0):
-    """(mean, SD with ddof 1; 0 for one value) of values x scale, or None when empty."""
-    if not values:
-        return None
-    v = np.asarray(values, np.float64) * scale
-    return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
-
-
 def _cell(st, digits):
     return "—" if st is None else f"{st[0]:.{digits}f} ± {st[1]:.{digits}f}"
 
@@ -167,7 +160,7 @@ def _by_budget_table(rows, packs, inits, key, label, scale, digits, delta=False)
     lines = ["| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
     for pack, budgets in packs.items():
         for b in budgets:
-            st = {i: _stats(_values(rows, key, pack=pack, budget=b, init=i), scale) for i in inits}
+            st = {i: mean_sd(_values(rows, key, pack=pack, budget=b, init=i), scale) for i in inits}
             cells = [pack, f"{100 * b:g} %"] + [_cell(st[i], digits) for i in inits]
             if delta:
                 cells.append(_delta(st.get("jepa"), st.get("scratch")))
@@ -199,7 +192,7 @@ def study_tables(rows, packs, inits, floors=None, grid_rows=(), chosen=None, pro
         for lb, lh in pairs:
             cells = [f"{lb:g}", f"{lh:g}"]
             for i in inits:
-                c = _cell(_stats(_values(grid_rows, "val/" + METRIC, init=i, lr_backbone=lb, lr_head=lh), deg), 2)
+                c = _cell(mean_sd(_values(grid_rows, "val/" + METRIC, init=i, lr_backbone=lb, lr_head=lh), deg), 2)
                 cells.append(c + (" *" if chosen and tuple(chosen.get(i, ())) == (lb, lh) else ""))
             out.append("| " + " | ".join(cells) + " |")
     if floors:
@@ -231,7 +224,7 @@ def sweep_plot(rows, packs, inits, path, floors=None):
     fig, ax = plt.subplots(figsize=(5.5, 3.8), dpi=120)
     for pack, budgets in packs.items():
         for n, i in enumerate(inits):
-            st = [_stats(_values(rows, METRIC, pack=pack, budget=b, init=i), deg) for b in budgets]
+            st = [mean_sd(_values(rows, METRIC, pack=pack, budget=b, init=i), deg) for b in budgets]
             keep = [(b, s) for b, s in zip(budgets, st) if s is not None]
             if not keep:
                 continue

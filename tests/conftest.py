@@ -1,3 +1,4 @@
+import socket
 import zlib
 
 import numpy as np
@@ -19,6 +20,13 @@ DEVICES = ["cpu"] + (["cuda"] if CUDA else [])
 ALL_DTYPES = [torch.float16, torch.bfloat16, torch.float32, torch.float64]
 
 requires_cuda = pytest.mark.skipif(not CUDA, reason="needs a GPU and a CUDA build of pcgrasp")
+
+
+def free_port():
+    """A free TCP port on 127.0.0.1 for a test's gloo process group."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def pytest_collection_modifyitems(config, items):

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import free_port
 from pcgrasp import ops
 from pcgrasp.losses import graspcontrast_loss
 from pcgrasp.metrics import feature_match_recall
@@ -399,11 +400,7 @@ def test_ddp_two_gloo_processes_average_the_single_process_gradient(scenes_root,
     """Two processes with synchronised BN in training mode equal one process holding
     both pairs in one batch (so BN sees both pairs' voxels), with the loss the mean of
     the two pairs' losses: gradients and BN running statistics."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = str(tmp_path / "ddp")
     os.makedirs(out)
     torch.multiprocessing.spawn(_ddp_worker, args=(scenes_root, out, port), nprocs=2, join=True)

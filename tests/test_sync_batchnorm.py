@@ -3,11 +3,11 @@ BatchNorm: one process (the functional form and the module), and two gloo proces
 unequal numbers of rows (one of them none) against plain BatchNorm on the concatenated batch:
 outputs, input / weight / bias gradients and running statistics."""
 import os
-import socket
 
 import pytest
 import torch
 
+from conftest import free_port
 from pcgrasp import nn as snn
 from pcgrasp.nn import SyncBatchNorm, convert_sync_batchnorm, sync_batch_norm
 
@@ -139,9 +139,7 @@ def _worker(rank, port, out):
 
 @pytest.mark.pipeline   # two processes (like the DDP tests): not run under the sanitizers
 def test_two_gloo_processes_equal_batch_norm_on_the_concatenated_batch(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     torch.multiprocessing.spawn(_worker, args=(port, str(tmp_path)), nprocs=2, join=True)
     got = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
     k = 0

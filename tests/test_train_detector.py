@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import free_port
 from pcgrasp.train import detector as D
 
 SMALL_PLANES = [8, 8, 16, 16, 16, 16, 16, 16]
@@ -390,13 +391,9 @@ def _bn_eval_model(cfg):
 
 @pytest.mark.pipeline
 def test_ddp_two_gloo_processes_average_the_single_process_gradients(labelled_root, tmp_path):
-    import socket
-
     from pcgrasp.labels.detection import collate_detection
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     out = str(tmp_path / "ddp")
     os.makedirs(out)
     torch.multiprocessing.spawn(_ddp_worker, args=(labelled_root, out, port), nprocs=2, join=True)

@@ -3,13 +3,13 @@ equals a single process, and the CLI (demo, evaluate, sweep) runs at the
 smallest size."""
 import csv
 import os
-import socket
 import subprocess
 import sys
 
 import pytest
 import torch
 
+from conftest import free_port
 from pcgrasp.models import GraspModel, PointEncoder
 from pcgrasp.train.config import load_config
 from pcgrasp.train.engine import fit
@@ -118,9 +118,7 @@ def _ddp_worker(rank, out, port):
 
 
 def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     torch.multiprocessing.spawn(_ddp_worker, args=(str(tmp_path), port), nprocs=2, join=True)
     _run(str(tmp_path), per_rank_batch=8)  # one process, the same global batches
     two, one = torch.load(tmp_path / "result2.pt"), torch.load(tmp_path / "result1.pt")
@@ -207,9 +205,7 @@ def _rank_zero_first_worker(rank, out, port, use_context):
 
 @pytest.mark.parametrize("use_context", [True, False])
 def test_rank_zero_first_prepares_once_under_two_gloo_processes(tmp_path, use_context):
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     torch.multiprocessing.spawn(_rank_zero_first_worker, args=(str(tmp_path), port, use_context), nprocs=2,
                                 join=True)
     wrote = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("wrote"))

@@ -15,6 +15,7 @@
 commands run data-parallel (DDP).
 """
 import argparse
+import os
 import sys
 
 from . import contrast, detector, ebm, jepa, labels, scenes
@@ -22,13 +23,48 @@ from . import contrast, detector, ebm, jepa, labels, scenes
 PIPELINES = (jepa, scenes, ebm, labels, contrast, detector)
 
 
-def main(argv=None):
-    ap = argparse.ArgumentParser(prog="pcgrasp", description="pcgrasp: point-cloud grasp learning")
+class Parser(argparse.ArgumentParser):
+    """A usage error is one line naming the argument (``pcgrasp evaluate: error: argument
+    --checkpoint: ...``), exit status 2; subcommands' parsers are of this class too."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def build_parser():
+    """The ``pcgrasp`` parser with every pipeline's commands."""
+    ap = Parser(prog="pcgrasp", description="pcgrasp: point-cloud grasp learning")
     sub = ap.add_subparsers(dest="cmd", required=True)
     for module in PIPELINES:
         module.register(sub)
-    a = ap.parse_args(argv)
-    return a.func(a)
+    return ap
+
+
+def command_paths(parser=None):
+    """Every runnable command as a tuple of words, e.g. ('ebm', 'refine') (tests and the
+    installed-package smoke test call each one's --help)."""
+    def walk(p, path):
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        if not subs:
+            yield path
+        for action in subs:
+            for name, child in action.choices.items():
+                yield from walk(child, path + (name,))
+    return list(walk(parser or build_parser(), ()))
+
+
+def main(argv=None):
+    """Runs one command. Bad input (a missing file, a bad value: OSError, ValueError, KeyError)
+    ends it with one line on stderr and exit status 2, no traceback; PCGRASP_TRACEBACK=1 re-raises."""
+    a = build_parser().parse_args(argv)
+    try:
+        return a.func(a)
+    except (OSError, ValueError, KeyError) as e:
+        if os.environ.get("PCGRASP_TRACEBACK", "0") not in ("", "0"):
+            raise
+        text = " ".join(str(e).split()) or type(e).__name__
+        print(f"pcgrasp {a.cmd}: error: {text}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

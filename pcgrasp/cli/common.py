@@ -1,5 +1,6 @@
 """What every pipeline's commands share: packaged configs and the options of
 config-driven commands."""
+import argparse
 import os
 
 from ..train.config import load_config
@@ -30,3 +31,11 @@ def with_config(p, default):
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", help="key.sub=value")
     return p
+
+
+def existing_file(path):
+    """argparse ``type`` for a file that must exist (a checkpoint): the usage error names the
+    option, instead of a traceback from deep inside the loader."""
+    if not os.path.isfile(path):
+        raise argparse.ArgumentTypeError(f"no such file: {path!r}")
+    return path

@@ -10,7 +10,7 @@ The synthetic default is generated under ``data.root`` when missing; point
 """
 import json
 
-from .common import load_cfg, with_config
+from .common import existing_file, load_cfg, with_config
 
 
 def register(sub):
@@ -27,7 +27,8 @@ def register(sub):
     with_config(cmds.add_parser("train", help="train one energy model (train.tau)"), "ebm_demo")
     with_config(cmds.add_parser("sweep", help="train over sweep.taus; table + PNG"), "ebm_demo")
     r = with_config(cmds.add_parser("refine", help="refine random grasps by energy descent"), "ebm_demo")
-    r.add_argument("--checkpoint", default=None, help="model.pt (default: the sweep's best alignment)")
+    r.add_argument("--checkpoint", default=None, type=existing_file,
+                   help="model.pt (default: the sweep's best alignment)")
     ebm.set_defaults(func=run)
 
 

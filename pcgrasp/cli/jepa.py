@@ -18,7 +18,7 @@ import math
 import os
 import time
 
-from .common import load_cfg as _cfg, with_config
+from .common import existing_file, load_cfg as _cfg, with_config
 
 
 def metrics_table(results):
@@ -87,7 +87,7 @@ def register(sub):
     t.add_argument("--pack", choices=["A", "B"])
     t.add_argument("--seed", type=int)
     e = sub.add_parser("evaluate", help="metrics of a trained checkpoint")
-    e.add_argument("--checkpoint", required=True)
+    e.add_argument("--checkpoint", required=True, type=existing_file)
     e.add_argument("--split", default="test", choices=["train", "val", "test", "heldout"])
     with_config(sub.add_parser("sweep", help="label-efficiency sweep"), "default")
     with_config(sub.add_parser("demo", help="the main job on the synthetic default"), "demo")

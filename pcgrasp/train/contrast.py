@@ -203,9 +203,9 @@ def pretrain(cfg, resume=False, progress=True):
     check_config(cfg)
     t, seed = cfg["train"], cfg.get("seed", 0)
     seed_everything(seed)
-    with rank_zero_first():  # under torchrun rank 0 generates missing scenes, the others wait
+    device = pick_device(cfg.get("device", "auto"))  # under torchrun: this rank's GPU (LOCAL_RANK)
+    with rank_zero_first(device):  # under torchrun rank 0 generates missing scenes, the others wait
         ensure_data(cfg, progress)
-    device = pick_device(cfg.get("device", "auto"))
     # training views are augmented per step in the loss (fresh draws every epoch)
     train_ds = PairTensors(frame_pairs(cfg, cfg["data"].get("train_split", "train"), False, progress))
     if len(train_ds) == 0:

@@ -290,7 +290,8 @@ def train_detector(cfg, init="scratch", frames=256, seed=0, backbone=None, resum
     if not resume:  # an interrupted run started again from scratch: a fresh log
         with contextlib.suppress(FileNotFoundError):
             os.remove(os.path.join(run_dir, "log.csv"))
-    with rank_zero_first():  # under torchrun rank 0 generates / labels missing data, the others wait
+    device = pick_device(cfg.get("device", "auto"))  # under torchrun: this rank's GPU (LOCAL_RANK)
+    with rank_zero_first(device):  # under torchrun rank 0 generates / labels missing data, the others wait
         ensure_data(cfg, progress, log)
     if init != "scratch" and backbone is None:  # a missing backbone is pretrained by all ranks (DDP)
         backbone = ensure_backbone(cfg, init, progress, log)
@@ -302,7 +303,6 @@ def train_detector(cfg, init="scratch", frames=256, seed=0, backbone=None, resum
         if not os.path.exists(backbone):
             raise FileNotFoundError(f"backbone {backbone} does not exist (pcgrasp contrast-pretrain writes it)")
         load_backbone_checkpoint(model, backbone)
-    device = pick_device(cfg.get("device", "auto"))
     stage = {"schedule": "exponential", "lr_decay": 0.95, **{k_: v for k_, v in t.items() if k_ != "out"}}
     fit(model, detection_loss, ds, stage, run_dir, [{"params": model.parameters(), "lr": t.get("lr", 1e-3)}], seed,
         device, resume, desc=run_name(init, frames, seed), progress=progress, collate_fn=collate_detection,

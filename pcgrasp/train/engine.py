@@ -44,17 +44,65 @@ def to_device(batch, device):
 
 
 def pick_device(name="auto"):
+    """The device this process trains on.
+
+    ``auto`` is CUDA when it is available, else the CPU. Under torchrun
+    (``LOCAL_RANK`` set), ``auto`` and a bare ``cuda`` mean ``cuda:LOCAL_RANK``,
+    so ``torchrun --nproc_per_node 8`` puts each rank on its own GPU; the chosen
+    GPU is made the current one (``torch.cuda.set_device``), as NCCL and every
+    ``.cuda()`` call expect. Raises ValueError when CUDA is asked for and is
+    not there, or when ``LOCAL_RANK`` names a GPU that is not visible."""
+    if not isinstance(name, (str, torch.device)):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}")
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError as e:
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {name!r}") from e
+    if dev.type != "cuda":
+        return dev
+    if not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} needs CUDA, which is not available here (use device=cpu or auto)")
+    n = torch.cuda.device_count()
+    if dev.index is None:
+        local = os.environ.get("LOCAL_RANK")
+        dev = torch.device("cuda", int(local) if local is not None else torch.cuda.current_device())
+    if dev.index >= n:
+        raise ValueError(f"device {dev} is not visible: {n} CUDA device(s) (LOCAL_RANK="
+                         f"{os.environ.get('LOCAL_RANK')}; under torchrun use --nproc_per_node <= {n})")
+    torch.cuda.set_device(dev)
+    return dev
 
 
-def world():
-    """(rank, world_size), initialising the process group under torchrun."""
+def dist_backend(device):
+    """The process-group backend for tensors on ``device``: NCCL for CUDA,
+    gloo for the CPU (also when CUDA is visible: NCCL cannot reduce CPU
+    tensors). ``PCGRASP_DIST_BACKEND`` overrides it."""
+    forced = os.environ.get("PCGRASP_DIST_BACKEND")
+    if forced:
+        return forced
+    return "nccl" if torch.device(device).type == "cuda" else "gloo"
+
+
+def world(device=None):
+    """(rank, world_size), initialising the process group under torchrun.
+
+    ``device``: the device this process trains on (default: ``pick_device('auto')``);
+    it picks the backend (:func:`dist_backend`) when the group is created. A
+    group that already exists with a backend that cannot carry ``device``'s
+    tensors (NCCL for a CPU run) raises ValueError instead of failing inside a
+    collective."""
     n = int(os.environ.get("WORLD_SIZE", "1"))
     if n > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
+        dev = pick_device("auto") if device is None else torch.device(device)
+        dist.init_process_group(dist_backend(dev))
+    if not dist.is_initialized():
+        return 0, 1
+    if device is not None and torch.device(device).type == "cpu" and dist.get_backend() == "nccl":
+        raise ValueError("the process group uses NCCL, which cannot reduce CPU tensors: train on the GPU "
+                         "(device=cuda) or create the group for the CPU (world(torch.device('cpu')), gloo)")
+    return dist.get_rank(), dist.get_world_size()
 
 
 def barrier():
@@ -64,12 +112,13 @@ def barrier():
 
 
 @contextlib.contextmanager
-def rank_zero_first():
+def rank_zero_first(device=None):
     """Under torchrun, rank 0 runs the block first (e.g. writes data or a
     checkpoint that is missing) while the other ranks wait, then they run it
     (and find the files there). Outside DDP it just runs the block. The block
-    must not itself start collectives (no DDP training inside)."""
-    rank, ws = world()
+    must not itself start collectives (no DDP training inside). ``device``:
+    as for :func:`world` (it may create the process group)."""
+    rank, ws = world(device)
     if ws > 1 and rank != 0:
         barrier()
     try:
@@ -149,28 +198,59 @@ def distributed_model(model, sync_bn=True):
 
         if convert_sync_batchnorm(model) is not model:
             raise ValueError("distributed_model converts batch norms in place: wrap a bare BatchNorm in a module")
-    return nn.parallel.DistributedDataParallel(model)
+    dev = next((p.device for p in model.parameters()), torch.device("cpu"))
+    # one GPU per process: DDP must be told which (its buckets live there)
+    return nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None)
 
 
 # ---------------------------------------------------------------- checkpoints
-def save_checkpoint(path, model, opt, sched, epoch, step, loader_rng):
+def rng_states(device=None):
+    """Every random stream a training step may draw from: torch's CPU generator,
+    the CUDA generator of ``device`` (when it is a GPU: GSNet's view sampling
+    draws there), Python's and NumPy's. All as CPU objects, so a checkpoint
+    loads on any machine."""
+    states = {"torch_rng": torch.get_rng_state(), "python_rng": random.getstate(),
+              "numpy_rng": np.random.get_state()}
+    if device is not None and torch.device(device).type == "cuda":
+        states["cuda_rng"] = torch.cuda.get_rng_state(torch.device(device)).cpu()
+    return states
+
+
+def set_rng_states(states, device=None):
+    """Restores what :func:`rng_states` saved (older checkpoints hold only
+    ``torch_rng``). The CUDA stream is restored on ``device`` when both the
+    checkpoint and the run are on a GPU."""
+    torch.set_rng_state(states["torch_rng"].cpu())
+    if "python_rng" in states:
+        random.setstate(states["python_rng"])
+    if "numpy_rng" in states:
+        np.random.set_state(states["numpy_rng"])
+    if "cuda_rng" in states and device is not None and torch.device(device).type == "cuda":
+        torch.cuda.set_rng_state(states["cuda_rng"].cpu(), torch.device(device))
+
+
+def save_checkpoint(path, model, opt, sched, epoch, step, loader_rng, device=None):
     """Everything ``load_checkpoint`` needs to continue the run bit-exactly
-    (written to a temporary file, then renamed)."""
+    (written to a temporary file, then renamed). ``device``: the training
+    device, whose CUDA random stream is saved too."""
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "epoch": epoch, "step": step, "loader_rng": loader_rng.get_state(),
-                "torch_rng": torch.get_rng_state()}, tmp)
+                "epoch": epoch, "step": step, "loader_rng": loader_rng.get_state(), **rng_states(device)}, tmp)
     os.replace(tmp, path)
 
 
 def load_checkpoint(path, model, opt, sched, loader_rng, device):
-    """Restores a ``save_checkpoint`` file in place; returns (epoch, step)."""
-    state = torch.load(path, map_location=device, weights_only=False)
+    """Restores a ``save_checkpoint`` file in place; returns (epoch, step).
+
+    The file is read onto the CPU: the RNG states must stay CPU byte tensors
+    (``set_rng_state`` rejects device tensors), and ``load_state_dict`` copies
+    weights and optimiser state onto the parameters' device itself."""
+    state = torch.load(path, map_location="cpu", weights_only=False)
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     sched.load_state_dict(state["sched"])
-    loader_rng.set_state(state["loader_rng"])
-    torch.set_rng_state(state["torch_rng"])
+    loader_rng.set_state(state["loader_rng"].cpu())
+    set_rng_states(state, device)
     return state["epoch"], state["step"]
 
 
@@ -215,7 +295,8 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
         collate_fn: the DataLoader's (default: torch's); a batch may be a
             tensor or nested dicts / lists / tuples of tensors.
     """
-    rank, ws = world()
+    device = torch.device(device)
+    rank, ws = world(device)
     model.to(device)
     ddp = ws > 1
     net = distributed_model(model, cfg_stage.get("sync_bn", True))
@@ -281,5 +362,5 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
             values.update({f"val/{k}": v for k, v in eval_fn().items()})
         logger.log(step, **values)
         if rank == 0:
-            save_checkpoint(ckpt, model, opt, sched, epoch + 1, step, g)
+            save_checkpoint(ckpt, model, opt, sched, epoch + 1, step, g, device)
     return step

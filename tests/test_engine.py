@@ -1,0 +1,190 @@
+"""The training engine's device, process-group and checkpoint plumbing
+(pcgrasp.train.engine): one GPU per torchrun rank, the backend that fits the
+tensors, and RNG states that resume exactly on any device. The CPU tests fake
+CUDA where they must; the ``cuda`` tests run the real thing on a GPU."""
+import os
+import random
+
+import numpy as np
+import pytest
+import torch
+import torch.distributed as dist
+
+from conftest import free_port
+from pcgrasp.train.engine import dist_backend, fit, load_checkpoint, pick_device, save_checkpoint, world
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+
+
+class FakeCuda:
+    """torch.cuda as a machine with ``n`` GPUs would show it (device selection only)."""
+
+    def __init__(self, monkeypatch, n):
+        self.current = []
+        monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+        monkeypatch.setattr(torch.cuda, "device_count", lambda: n)
+        monkeypatch.setattr(torch.cuda, "current_device", lambda: 0)
+        monkeypatch.setattr(torch.cuda, "set_device", lambda d: self.current.append(torch.device(d)))
+
+
+# ---------------------------------------------------------------- devices
+def test_pick_device_gives_each_torchrun_rank_its_own_gpu(monkeypatch):
+    fake = FakeCuda(monkeypatch, 8)
+    monkeypatch.setenv("LOCAL_RANK", "5")
+    assert pick_device("auto") == torch.device("cuda", 5) and fake.current == [torch.device("cuda", 5)]
+    assert pick_device("cuda") == torch.device("cuda", 5)
+    assert pick_device("cuda:2") == torch.device("cuda", 2)    # an explicit index wins
+    assert pick_device("cpu") == torch.device("cpu")
+    monkeypatch.delenv("LOCAL_RANK")
+    assert pick_device("cuda") == torch.device("cuda", 0)      # outside torchrun: the current GPU
+
+
+def test_pick_device_errors_name_the_problem(monkeypatch):
+    FakeCuda(monkeypatch, 2)
+    monkeypatch.setenv("LOCAL_RANK", "3")
+    with pytest.raises(ValueError, match=r"cuda:3 is not visible: 2 CUDA device.*nproc_per_node <= 2"):
+        pick_device("auto")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
+    with pytest.raises(ValueError, match="needs CUDA, which is not available"):
+        pick_device("cuda")
+    with pytest.raises(ValueError, match="device must be"):
+        pick_device("gpu0")
+    with pytest.raises(ValueError, match="device must be"):
+        pick_device(3)
+
+
+def test_backend_follows_the_tensors_not_the_machine(monkeypatch):
+    FakeCuda(monkeypatch, 1)                                   # CUDA visible ...
+    monkeypatch.delenv("PCGRASP_DIST_BACKEND", raising=False)
+    assert dist_backend(torch.device("cpu")) == "gloo"        # ... but CPU tensors go through gloo
+    assert dist_backend(torch.device("cuda", 0)) == "nccl"
+    monkeypatch.setenv("PCGRASP_DIST_BACKEND", "gloo")
+    assert dist_backend(torch.device("cuda", 0)) == "gloo"
+
+
+def test_world_rejects_a_cpu_run_on_an_nccl_group(monkeypatch):
+    store = dist.HashStore()
+    dist.init_process_group("gloo", rank=0, world_size=1, store=store)
+    try:
+        assert world(torch.device("cpu")) == (0, 1)
+        monkeypatch.setattr(dist, "get_backend", lambda *a: "nccl")
+        with pytest.raises(ValueError, match="NCCL, which cannot reduce CPU tensors"):
+            world(torch.device("cpu"))
+    finally:
+        dist.destroy_process_group()
+
+
+def _gloo_with_cuda_visible_worker(rank, out, port):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.cuda.is_available = lambda: True                     # as on a GPU machine
+    torch.set_num_threads(1)
+    world(torch.device("cpu"))
+    t = torch.tensor([float(rank + 1)])
+    dist.all_reduce(t)
+    torch.save({"backend": dist.get_backend(), "sum": t}, os.path.join(out, f"r{rank}.pt"))
+    dist.destroy_process_group()
+
+
+@pytest.mark.pipeline   # two processes: not run under the sanitizers
+def test_two_cpu_ranks_use_gloo_when_cuda_is_visible(tmp_path):
+    torch.multiprocessing.spawn(_gloo_with_cuda_visible_worker, args=(str(tmp_path), free_port()), nprocs=2,
+                                join=True)
+    for r in range(2):
+        got = torch.load(tmp_path / f"r{r}.pt")
+        assert got["backend"] == "gloo" and got["sum"].item() == 3.0
+
+
+# ---------------------------------------------------------------- checkpoints
+def _tiny(seed=0):
+    torch.manual_seed(seed)
+    model = torch.nn.Linear(3, 2)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    return model, opt, sched
+
+
+def _draws():
+    return torch.rand(4), random.random(), np.random.rand()
+
+
+def test_checkpoint_restores_every_cpu_random_stream(tmp_path):
+    model, opt, sched = _tiny()
+    g = torch.Generator().manual_seed(7)
+    torch.manual_seed(1), random.seed(2), np.random.seed(3)
+    save_checkpoint(str(tmp_path / "c.pt"), model, opt, sched, 1, 5, g)
+    expect, expect_g = _draws(), torch.rand(3, generator=g)
+    torch.manual_seed(9), random.seed(9), np.random.seed(9)
+    g2 = torch.Generator().manual_seed(0)
+    assert load_checkpoint(str(tmp_path / "c.pt"), model, opt, sched, g2, torch.device("cpu")) == (1, 5)
+    got = _draws()
+    assert torch.equal(got[0], expect[0]) and got[1:] == expect[1:]
+    assert torch.equal(torch.rand(3, generator=g2), expect_g)
+
+
+def test_checkpoint_loads_its_rng_states_on_the_cpu_whatever_the_device(tmp_path):
+    """The old loader mapped the whole file to the training device, so the CPU
+    RNG bytes became device tensors and set_rng_state raised; 'meta' stands in
+    for a GPU here."""
+    model, opt, sched = _tiny()
+    g = torch.Generator().manual_seed(7)
+    save_checkpoint(str(tmp_path / "c.pt"), model, opt, sched, 2, 8, g)
+    expect = torch.rand(4)
+    model2, opt2, sched2 = _tiny(seed=1)
+    assert load_checkpoint(str(tmp_path / "c.pt"), model2, opt2, sched2, torch.Generator(),
+                           torch.device("meta")) == (2, 8)
+    assert torch.equal(torch.rand(4), expect)
+    assert all(torch.equal(a, b) for a, b in zip(model.state_dict().values(), model2.state_dict().values()))
+
+
+def test_checkpoint_saves_and_restores_the_cuda_stream_of_the_training_gpu(tmp_path, monkeypatch):
+    saved, restored = torch.arange(16, dtype=torch.uint8), []
+    monkeypatch.setattr(torch.cuda, "get_rng_state", lambda device: saved.clone())
+    monkeypatch.setattr(torch.cuda, "set_rng_state", lambda state, device: restored.append((state, device)))
+    model, opt, sched = _tiny()
+    save_checkpoint(str(tmp_path / "c.pt"), model, opt, sched, 1, 1, torch.Generator(), torch.device("cuda", 3))
+    assert torch.equal(torch.load(tmp_path / "c.pt", weights_only=False)["cuda_rng"], saved)
+    load_checkpoint(str(tmp_path / "c.pt"), model, opt, sched, torch.Generator(), torch.device("cuda", 3))
+    assert len(restored) == 1 and torch.equal(restored[0][0], saved) and restored[0][0].device.type == "cpu"
+    assert restored[0][1] == torch.device("cuda", 3)
+    load_checkpoint(str(tmp_path / "c.pt"), model, opt, sched, torch.Generator(), torch.device("cpu"))
+    assert len(restored) == 1                                  # a CPU run has no CUDA stream to restore
+
+
+def test_a_checkpoint_without_the_new_streams_still_loads(tmp_path):
+    model, opt, sched = _tiny()
+    g = torch.Generator().manual_seed(3)
+    torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(), "epoch": 4,
+                "step": 9, "loader_rng": g.get_state(), "torch_rng": torch.get_rng_state()}, tmp_path / "old.pt")
+    expect = torch.rand(2)
+    assert load_checkpoint(str(tmp_path / "old.pt"), model, opt, sched, torch.Generator(), "cpu") == (4, 9)
+    assert torch.equal(torch.rand(2), expect)
+
+
+# ---------------------------------------------------------------- resume on a GPU
+def _noisy_loss(net, batch):
+    """A loss that draws from the device's RNG each step (as GSNet's view sampling does)."""
+    x, y = batch
+    noise = torch.rand(x.shape, device=x.device, dtype=x.dtype)
+    return ((net(x + 0.1 * noise) - y) ** 2).mean()
+
+
+def _fit_noisy(run_dir, device, **stage):
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    g = torch.Generator().manual_seed(1)
+    data = torch.utils.data.TensorDataset(torch.randn(16, 4, generator=g), torch.randn(16, 1, generator=g))
+    stage = {"epochs": 3, "batch_size": 4, **stage}
+    fit(model, _noisy_loss, data, stage, str(run_dir), [{"params": model.parameters(), "lr": 1e-2}], 0, device,
+        resume=True, progress=False)
+    return {k: v.cpu() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=[pytest.mark.cuda, cuda])])
+def test_fit_resumes_bit_exactly_with_device_random_draws(tmp_path, device):
+    straight = _fit_noisy(tmp_path / "a", torch.device(device))
+    _fit_noisy(tmp_path / "b", torch.device(device), stop_after_epochs=1)
+    resumed = _fit_noisy(tmp_path / "b", torch.device(device))
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["epoch"] == 3

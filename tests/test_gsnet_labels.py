@@ -127,6 +127,28 @@ def test_labels_match_numpy_label_generation(dtype, n_views):
     assert (got["batch_grasp_score"][1] == 0).all()          # the frame without objects
 
 
+def test_labels_do_not_depend_on_autocast():
+    """Training runs under bf16 autocast; label assignment must not: its point transforms and view
+    matching are matmuls that autocast would round to bf16 (~1 mm at scene scale). CPU autocast
+    rounds those matmuls too, so the CPU shows it."""
+    rng = np.random.default_rng(5)
+    ep = fixture(rng, n_views=30)
+    B, M = ep["xyz_graspable"].shape[:2]
+    top = torch.as_tensor(rng.integers(0, 300, (B, M)))
+    ref = process_grasp_labels(to_torch(ep, torch.float32))
+    ref["grasp_top_view_inds"] = top
+    ref_rot, ref = match_grasp_view_and_label(ref)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.matmul(torch.ones(2, 2), torch.ones(2, 2)).dtype == torch.bfloat16   # autocast is on
+        got = process_grasp_labels(to_torch(ep, torch.float32))
+        got["grasp_top_view_inds"] = top
+        rot, got = match_grasp_view_and_label(got)
+    for k in ("batch_grasp_point", "batch_grasp_view_rot", "batch_grasp_view_graspness", "batch_grasp_score",
+              "batch_grasp_width"):
+        assert got[k].dtype == torch.float32 and torch.equal(got[k], ref[k]), k
+    assert torch.equal(rot, ref_rot)
+
+
 def test_identity_pose_full_views_keep_the_label_views():
     """With the identity pose every template view takes its own label view, so the labels of
     seed i at a label point are that point's raw grasps."""

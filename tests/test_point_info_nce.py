@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pcgrasp import ops
-from conftest import cloud, requires_cuda
+from conftest import DEVICES, cloud, requires_cuda
 
 
 def naive_info_nce(a, b, xyz=None, tau=0.07, gamma=None, valid=None, reduction="mean"):
@@ -192,3 +192,24 @@ def test_info_nce_and_mask_cuda_match_cpu(rng):
     for u, v in zip(*res):
         torch.testing.assert_close(u, v, rtol=1e-3, atol=1e-4)
     assert torch.equal(ops.false_negative_mask(xyz, 0.05), ops.false_negative_mask(xyz.cuda(), 0.05).cpu())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_autocast_does_not_reach_into_the_loss(device):
+    """Under bf16 autocast (the engine's GPU training) the loss and its gradient equal the
+    float32 ones: the kernel's logit matmuls must not be autocast in the forward while the
+    backward (run outside autocast) recomputes them in float32, or the saved log-sum-exp no
+    longer matches the backward's logits."""
+    g = torch.Generator().manual_seed(3)
+    a = torch.randn(2, 300, 32, generator=g).to(device).requires_grad_()
+    b = torch.randn(2, 300, 32, generator=g).to(device).requires_grad_()
+    xyz = torch.rand(2, 300, 3, generator=g).to(device)
+    ref = ops.point_info_nce(a, b, xyz, tau=0.07, gamma=0.05)
+    ref_grads = torch.autograd.grad(ref, (a, b))
+    with torch.autocast(device, dtype=torch.bfloat16):
+        assert torch.matmul(a, b.transpose(1, 2)).dtype == torch.bfloat16   # autocast is on here
+        loss = ops.point_info_nce(a, b, xyz, tau=0.07, gamma=0.05)
+    grads = torch.autograd.grad(loss, (a, b))
+    assert loss.dtype == torch.float32 and torch.equal(loss, ref)
+    for got, want in zip(grads, ref_grads):
+        assert torch.equal(got, want)

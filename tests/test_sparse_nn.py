@@ -1,7 +1,10 @@
 """pcgrasp.nn layers against naive dictionary-based float64 references (tests/_sparse_reference.py)."""
+import collections
+
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import pcgrasp.nn as snn
 from pcgrasp import ops
@@ -274,3 +277,44 @@ def test_cuda_matches_cpu(rng):
     torch.testing.assert_close(a, b.cpu())
     for p, q in zip(ga, gb):
         torch.testing.assert_close(p, q.cpu())
+
+
+class _HostReads(TorchDispatchMode):
+    """Counts what makes a GPU wait for the host: scalar reads (.item(), bool(), int()),
+    torch.equal, and the pcgrasp ops whose output size depends on the data."""
+    SYNC = {"aten._local_scalar_dense.default", "aten.equal.default", "aten.is_nonzero.default"}
+
+    def __init__(self):
+        super().__init__()
+        self.counts = collections.Counter()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = str(func)
+        if name in self.SYNC or name.startswith("pcgrasp."):
+            self.counts[name] += 1
+        return func(*args, **(kwargs or {}))
+
+
+def test_a_network_reads_the_host_once_per_kernel_map_not_per_layer(monkeypatch):
+    """MinkUNet14D has ~30 convolutions over 10 distinct kernel maps: each map is built once
+    (one kernel_map op, one read of its per-offset sizes), every layer with the same key reuses
+    it, and a second pass over the same coordinate manager reads nothing at all."""
+    from pcgrasp.models import MinkUNet14D
+
+    tolist = []
+    real = torch.Tensor.tolist
+    monkeypatch.setattr(torch.Tensor, "tolist", lambda self: tolist.append(1) or real(self))
+    g = torch.Generator().manual_seed(0)
+    pts, feats = torch.rand(2, 2000, 3, generator=g), torch.rand(2, 2000, 3, generator=g)
+    x, _ = snn.sparse_tensor_from_points(pts, feats, 0.02)
+    net = MinkUNet14D(3, 8, (8,) * 8).eval()
+    convs = sum(isinstance(m, (snn.SparseConv3d, snn.SparseConvTranspose3d)) for m in net.modules())
+    with _HostReads() as reads, torch.no_grad():
+        net(x)
+    maps = len(x.coordinate_manager._kernel_maps)
+    assert convs >= 25 and maps == 10
+    assert reads.counts == {"pcgrasp.kernel_map.default": maps, "pcgrasp.downsample_coords.default": 4}
+    assert len(tolist) == maps
+    with _HostReads() as again, torch.no_grad():
+        net(x.replace_features(x.F + 1))
+    assert again.counts == {} and len(tolist) == maps

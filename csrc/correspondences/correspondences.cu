@@ -134,10 +134,11 @@ std::tuple<at::Tensor, at::Tensor> correspondences_cuda(
     const at::Tensor& src_in, const at::Tensor& dst_in, const at::Tensor& src_lengths,
     const at::Tensor& dst_lengths, const c10::optional<at::Tensor>& src_transform,
     const c10::optional<at::Tensor>& dst_transform, double radius) {
+  // checks first: a CPU input among CUDA ones must get the checks' clear error, not the guard's
+  auto [ts, td] = correspondences_check_args(src_in, dst_in, src_lengths, dst_lengths, src_transform,
+                                             dst_transform, radius, compute_dtype(src_in.scalar_type()));
   const c10::cuda::CUDAGuard guard(src_in.device());
   const at::Tensor src = to_compute(src_in), dst = to_compute(dst_in);
-  auto [ts, td] = correspondences_check_args(src_in, dst_in, src_lengths, dst_lengths, src_transform,
-                                             dst_transform, radius, src.scalar_type());
   const at::Tensor sl = src_lengths.contiguous(), dl = dst_lengths.contiguous();
   const int64_t B = src.size(0), N = src.size(1), M = dst.size(1);
   at::Tensor idx = at::full({B, N}, -1, src.options().dtype(at::kLong));
@@ -161,10 +162,11 @@ at::Tensor radius_pairs_cuda(const at::Tensor& src_in, const at::Tensor& dst_in,
                              const c10::optional<at::Tensor>& src_transform,
                              const c10::optional<at::Tensor>& dst_transform, double radius,
                              int64_t max_pairs) {
+  // checks first: a CPU input among CUDA ones must get the checks' clear error, not the guard's
+  auto [ts, td] = correspondences_check_args(src_in, dst_in, src_lengths, dst_lengths, src_transform,
+                                             dst_transform, radius, compute_dtype(src_in.scalar_type()));
   const c10::cuda::CUDAGuard guard(src_in.device());
   const at::Tensor src = to_compute(src_in), dst = to_compute(dst_in);
-  auto [ts, td] = correspondences_check_args(src_in, dst_in, src_lengths, dst_lengths, src_transform,
-                                             dst_transform, radius, src.scalar_type());
   const at::Tensor sl = src_lengths.contiguous(), dl = dst_lengths.contiguous();
   const int64_t B = src.size(0), N = src.size(1), M = dst.size(1);
   const auto lopt = src.options().dtype(at::kLong);

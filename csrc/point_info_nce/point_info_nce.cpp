@@ -1,5 +1,6 @@
 #include "point_info_nce/point_info_nce.h"
 
+#include <c10/core/impl/LocalDispatchKeySet.h>
 #include <torch/library.h>
 
 #include <algorithm>
@@ -75,6 +76,10 @@ std::tuple<at::Tensor, at::Tensor> point_info_nce_tiled(const at::Tensor& feat_a
                                                         const c10::optional<at::Tensor>& xyz,
                                                         const c10::optional<at::Tensor>& valid,
                                                         double tau, double gamma) {
+  // The matmuls below must not be autocast: the backward (run outside
+  // autocast) recomputes these logits in the compute dtype, and the saved
+  // log-sum-exp must match them. Half inputs are computed in float32 anyway.
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);
   const Inputs in = prepare(feat_a, feat_b, xyz, valid, tau, gamma);
   at::Tensor lse = at::zeros({in.B, in.M}, in.a.options());
   const double ninf = -std::numeric_limits<double>::infinity();
@@ -109,6 +114,7 @@ std::tuple<at::Tensor, at::Tensor> point_info_nce_backward_tiled(
     const at::Tensor& grad_in, const at::Tensor& feat_a, const at::Tensor& feat_b,
     const c10::optional<at::Tensor>& xyz, const c10::optional<at::Tensor>& valid,
     const at::Tensor& lse_in, double tau, double gamma) {
+  const c10::impl::ExcludeDispatchKeyGuard no_autocast(c10::autocast_dispatch_keyset);  // as the forward
   const Inputs in = prepare(feat_a, feat_b, xyz, valid, tau, gamma);
   at::Tensor g = grad_in.to(in.a.scalar_type());
   if (in.valid.defined()) g = at::where(in.valid, g, at::zeros_like(g));

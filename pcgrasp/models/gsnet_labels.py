@@ -26,6 +26,9 @@ Deviations: a frame without any label object (or label point) gets zero scores, 
 view graspness and the template rotations (GSNet fails there); labels are computed without
 gradients, in the seeds' dtype.
 """
+import contextlib
+import functools
+
 import torch
 
 from .. import ops
@@ -73,6 +76,21 @@ def _objects(end_points, B):
     return out
 
 
+def _outside_autocast(fn):
+    """Runs ``fn`` with autocast off: label assignment transforms label points and
+    matches views with matmuls, which autocast would run in bf16 (~1 mm label error on a
+    GPU, none on the CPU); labels must not depend on the training precision."""
+    @functools.wraps(fn)
+    def run(*args, **kwargs):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.autocast("cpu", enabled=False))
+            if torch.cuda.is_available():
+                stack.enter_context(torch.autocast("cuda", enabled=False))
+            return fn(*args, **kwargs)
+    return run
+
+
+@_outside_autocast
 @torch.no_grad()
 def process_grasp_labels(end_points, num_view=300):
     """Assigns each seed its nearest label point's grasps in the 300 camera-frame views (see
@@ -191,6 +209,7 @@ def process_grasp_labels(end_points, num_view=300):
     return end_points
 
 
+@_outside_autocast
 @torch.no_grad()
 def match_grasp_view_and_label(end_points):
     """The labels of each seed's chosen view (``grasp_top_view_inds`` [B, M]); returns

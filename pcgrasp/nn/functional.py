@@ -35,23 +35,24 @@ __all__ = ["KernelMap", "sparse_conv"]
 class KernelMap:
     """The (input row, output row) pairs of every kernel offset, split per offset.
 
-    Args: in_idx, out_idx [P] int64 grouped by offset; counts (K ints); n_in, n_out: the
-    row counts of the input and output maps."""
+    Args: in_idx, out_idx [P] int64 grouped by offset; counts (K ints, on the host); n_in, n_out:
+    the row counts of the input and output maps; identity_offset: the offset whose pairs are
+    known to be every row onto itself (the zero offset of a kernel whose input and output are
+    the same coordinate map), run as a plain matmul with no gather / scatter, or None. Known
+    from the maps' strides, not read from the pairs: no host sync."""
 
-    def __init__(self, in_idx, out_idx, counts, n_in, n_out):
+    def __init__(self, in_idx, out_idx, counts, n_in, n_out, identity_offset=None):
         counts = [int(c) for c in counts]
         self.counts, self.n_in, self.n_out = counts, n_in, n_out
+        if identity_offset is not None and not (n_in == n_out == counts[identity_offset]):
+            raise ValueError(f"offset {identity_offset} cannot map every row onto itself: it has "
+                             f"{counts[identity_offset]} pairs for {n_in} input and {n_out} output rows")
         self.pairs = []
         for k, (i, o) in enumerate(zip(in_idx.split(counts), out_idx.split(counts))):
-            if n_in == n_out == i.numel() and self._is_identity(i, o):
+            if k == identity_offset:
                 i = o = None  # the centre of a stride-1 kernel: a plain matmul, no gather / scatter
             if i is None or i.numel():
                 self.pairs.append((k, i, o))
-
-    @staticmethod
-    def _is_identity(i, o):
-        ar = torch.arange(i.numel(), device=i.device)
-        return bool(torch.equal(i, ar)) and bool(torch.equal(o, ar))
 
     @staticmethod
     def identity(n):

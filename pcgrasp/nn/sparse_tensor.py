@@ -13,6 +13,14 @@ def _positive_int(v, name):
     return v
 
 
+def _zero_offset(kernel_size):
+    """Index of the offset (0, 0, 0) in ``ops.kernel_offsets`` order (x fastest): a = K // 2 on
+    an odd axis, a = 0 on an even one. Plain ints: no tensor, no host read."""
+    ks = tuple(kernel_size) if isinstance(kernel_size, (tuple, list)) else (kernel_size,) * 3
+    a = [k // 2 if k % 2 else 0 for k in ks]
+    return a[0] + ks[0] * (a[1] + ks[1] * a[2])
+
+
 class CoordinateManager:
     """The coordinate maps of one forward pass, keyed by tensor stride (one map per
     stride, as in ME), with the downsampled maps and kernel maps built from them.
@@ -55,7 +63,12 @@ class CoordinateManager:
         if km is None:
             cin, cout = self.coordinates(in_stride), self.coordinates(out_stride)
             in_idx, out_idx, counts = ops.kernel_map(cin, cout, kernel_size, dilation, in_stride)
-            km = self._kernel_maps[key] = KernelMap(in_idx, out_idx, counts.tolist(), len(cin), len(cout))
+            # the one host read of this map (per-offset sizes); every layer with this key reuses it
+            counts = counts.tolist()
+            identity = None
+            if in_stride == out_stride:  # same map: the zero offset pairs every row with itself
+                identity = _zero_offset(kernel_size)
+            km = self._kernel_maps[key] = KernelMap(in_idx, out_idx, counts, len(cin), len(cout), identity)
         return km
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import needs_trimesh
 from pcgrasp.data.dexnet import (CHUNK_SIZE, DexNetDataset, chunk_path, grasp_crops, image_split, list_chunks,
                                  load_chunks, planar_grasp_frames, write_chunk)
 
@@ -103,6 +104,7 @@ def test_planar_grasp_frames():
 
 # ---------------------------------------------------------------- generator
 @pytest.mark.pipeline
+@needs_trimesh
 def test_generator_deterministic_resumable_balanced(tmp_path):
     from pcgrasp.data.synthetic.dexnet import generate_dexnet, image_datapoints, make_view
 

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import learning_seed, needs_trimesh
 from pcgrasp.data.dexnet import grasp_crops
 from pcgrasp.losses import energy_nce_loss
 from pcgrasp.metrics import energy_alignment
@@ -208,8 +209,8 @@ def one_thread():
 
 def _toy_trained_model():
     """Good grasps: centre within 2 px of the block's centre (20, 28)."""
-    torch.manual_seed(0)
-    g = torch.Generator().manual_seed(1)
+    torch.manual_seed(learning_seed())
+    g = torch.Generator().manual_seed(1 + learning_seed())
     depth = _toy_scene()
     n = 512
     y = torch.stack([torch.rand(n, generator=g) * 47, torch.rand(n, generator=g) * 47,
@@ -231,9 +232,9 @@ def _toy_trained_model():
     return model.eval(), depth
 
 
-def test_descent_lowers_energy_on_a_trained_toy_model(one_thread):
+def test_descent_lowers_energy_on_a_trained_toy_model(one_thread, learning_margin):
     model, depth = _toy_trained_model()
-    g = torch.Generator().manual_seed(3)
+    g = torch.Generator().manual_seed(3 + learning_seed())
     y0 = torch.stack([12 + torch.rand(16, generator=g) * 16, 20 + torch.rand(16, generator=g) * 16,
                       torch.full((16,), 0.58), torch.rand(16, generator=g) * math.pi], 1)
     bounds = [[0, 47], [0, 47], [0.58, 0.58], [0, math.pi]]
@@ -242,11 +243,11 @@ def test_descent_lowers_energy_on_a_trained_toy_model(one_thread):
     torch.testing.assert_close(traj[0], y0)
     # the reported energies are those of the reported grasps
     torch.testing.assert_close(energies[-1], grasp_energy(model, depth, traj[-1], 16, 24), atol=1e-4, rtol=1e-5)
-    assert energies[-1].mean() < energies[0].mean() - 1.0
-    assert (energies[-1] < energies[0]).float().mean() >= 0.75
+    learning_margin("mean energy drop", energies[0].mean() - energies[-1].mean(), 1.0)
+    learning_margin("fraction of grasps whose energy fell", (energies[-1] < energies[0]).float().mean(), 0.74)
     # and the grasps move towards the good region
     dist = lambda t: ((t[:, 0] - 20) ** 2 + (t[:, 1] - 28) ** 2).sqrt()
-    assert dist(traj[-1]).mean() < dist(traj[0]).mean() - 1.0
+    learning_margin("mean distance to the good region: drop (px)", dist(traj[0]).mean() - dist(traj[-1]).mean(), 1.0)
     # projection: inside the bounds, angles wrapped into [0, pi)
     assert (traj[..., 0] >= 0).all() and (traj[..., 0] <= 47).all() and (traj[..., 2] == 0.58).all()
     assert (traj[..., 3] >= 0).all() and (traj[..., 3] < math.pi).all()
@@ -272,6 +273,7 @@ def test_refine_bad_inputs():
 
 # ---------------------------------------------------------------- end to end
 @pytest.mark.pipeline
+@needs_trimesh
 def test_cli_ebm_train_resume_sweep_refine(tmp_path):
     over = [f"data.root={tmp_path}/dexnet", "data.generate.images=6", "data.generate.grasps_per_image=20",
             "data.generate.candidates=120", "data.generate.perturbations=2", "data.val_fraction=0.34",

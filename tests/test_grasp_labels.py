@@ -2,8 +2,9 @@
 collision checks, against independent constructions written here."""
 import numpy as np
 import pytest
-import trimesh
 from scipy.spatial.transform import Rotation
+
+trimesh = pytest.importorskip("trimesh")  # optional: the GPU image and lean installs lack it
 
 from pcgrasp.labels.collision import finger_collision, model_free_collision
 from pcgrasp.labels.grasp_labels import friction_score, grasp_grid, label_points, object_grasp_labels

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import free_port
+from conftest import deviation, free_port, learning_seed
 from pcgrasp import ops
 from pcgrasp.losses import graspcontrast_loss
 from pcgrasp.metrics import feature_match_recall
@@ -261,6 +261,7 @@ def test_malformed_inputs_raise_clear_errors():
 # ---------------------------------------------------------------- pipeline
 @pytest.fixture(scope="module")
 def scenes_root(tmp_path_factory):
+    pytest.importorskip("trimesh")  # the scene generator needs it: without it these tests skip
     from pcgrasp.data.synthetic.scenes import generate_scenes
 
     root = str(tmp_path_factory.mktemp("contrast_scenes"))
@@ -279,7 +280,7 @@ def tiny_cfg(root, out, **train):
 
 
 @pytest.mark.pipeline
-def test_tiny_pretraining_learns_resumes_exactly_and_loads_strict(scenes_root, tmp_path):
+def test_tiny_pretraining_learns_resumes_exactly_and_loads_strict(scenes_root, tmp_path, learning_margin):
     torch.set_num_threads(1)
     # learning: two training pairs (one per scene), no augmentation (the ablation switch), 30 steps of the
     # full pipeline. Keypoints dense (400 of 1000 points) and gamma_D = epsilon, so that negatives as near
@@ -288,6 +289,7 @@ def test_tiny_pretraining_learns_resumes_exactly_and_loads_strict(scenes_root, t
     # moves; see results/graspcontrast/README.md.) Seeds 0-2 while developing: recall on the trained pairs
     # 0.002 -> 0.22-0.24 over ~500 valid keypoints (binomial SD ~0.02).
     cfg = tiny_cfg(scenes_root, tmp_path / "full", epochs=30, lr=3e-3, lr_decay=1.0)
+    cfg["seed"] = learning_seed()
     cfg["augment"] = False
     cfg["data"].update(num_points=1000, max_pairs_per_scene=1, val_pairs=0)
     cfg["model"].update(out_channels=16, planes=[16] * 8)
@@ -295,7 +297,7 @@ def test_tiny_pretraining_learns_resumes_exactly_and_loads_strict(scenes_root, t
     path = contrast.pretrain(cfg, progress=False)
     log = list(__import__("csv").DictReader(open(tmp_path / "full" / "log.csv")))
     assert len(log) == 30 and int(log[-1]["step"]) == 30        # two pairs, batch 2: one step per epoch
-    assert float(log[-1]["loss"]) < 0.5 * float(log[0]["loss"])
+    learning_margin("last / first epoch loss", float(log[-1]["loss"]) / float(log[0]["loss"]), 0.5, above=False)
     # the checkpoint: a MinkUNet14D state_dict, strict
     sd = torch.load(path, weights_only=True)
     MinkUNet14D(3, 16, (16,) * 8).load_state_dict(sd, strict=True)
@@ -307,9 +309,10 @@ def test_tiny_pretraining_learns_resumes_exactly_and_loads_strict(scenes_root, t
     ev = contrast.evaluate_backbone(cfg, path, split="train")
     pre, rnd = ev["pretrained"], ev["random_init"]
     assert ev["pairs"] == 2 and pre["valid_keypoints"] > 0.4
-    assert rnd["feature_match_recall"] < 0.02
-    assert pre["feature_match_recall"] > rnd["feature_match_recall"] + 0.12
-    assert pre["loss"] < rnd["loss"] - 2 and pre["sim_gap"] > rnd["sim_gap"] + 0.2
+    learning_margin("random-init recall", rnd["feature_match_recall"], 0.02, above=False)
+    learning_margin("recall gain over random init", pre["feature_match_recall"] - rnd["feature_match_recall"], 0.12)
+    learning_margin("loss drop below random init", rnd["loss"] - pre["loss"], 2)
+    learning_margin("sim-gap gain over random init", pre["sim_gap"] - rnd["sim_gap"], 0.2)
     # held-out pairs: 30 steps on two unaugmented pairs memorise them; nothing is asserted there
     # (recall stays at the random initialisation's level)
     # resume (with per-step augmentation drawn from the checkpointed RNG): stop after 1 epoch, resume,
@@ -378,7 +381,7 @@ def _ddp_worker(rank, root, out, port):
     from pcgrasp.nn import SyncBatchNorm
     from pcgrasp.train.engine import distributed_model, world
 
-    rank, ws = world()
+    rank, ws = world(torch.device("cpu"))
     cfg = tiny_cfg(root, out, epochs=2, batch_size=1)
     cfg["augment"] = False
     pairs = contrast.PairTensors(contrast.frame_pairs(cfg, "train", False))
@@ -396,7 +399,7 @@ def _ddp_worker(rank, root, out, port):
 
 
 @pytest.mark.pipeline
-def test_ddp_two_gloo_processes_average_the_single_process_gradient(scenes_root, tmp_path):
+def test_ddp_two_gloo_processes_average_the_single_process_gradient(scenes_root, tmp_path, learning_margin):
     """Two processes with synchronised BN in training mode equal one process holding
     both pairs in one batch (so BN sees both pairs' voxels), with the loss the mean of
     the two pairs' losses: gradients and BN running statistics."""
@@ -422,14 +425,15 @@ def test_ddp_two_gloo_processes_average_the_single_process_gradient(scenes_root,
         losses.append(graspcontrast_loss(fk.float(), fm.float(), xyz, valid, lo["tau"], lo["gamma"]))  # as loss_fn
     (0.5 * (losses[0] + losses[1])).backward()
     got = [torch.load(os.path.join(out, f"grad{r}.pt")) for r in range(2)]
-    for n, p in model.named_parameters():
-        for r in range(2):
-            torch.testing.assert_close(got[r]["grad"][n], p.grad, rtol=1e-9, atol=1e-12, msg=n)
-    moved = 0
-    for n, b in model.named_buffers():
-        moved += "running_var" in n and not torch.allclose(b, torch.ones_like(b))
-        for r in range(2):
-            torch.testing.assert_close(got[r]["buffers"][n], b, rtol=1e-9, atol=1e-12, msg=n)
+    params, buffers = dict(model.named_parameters()), dict(model.named_buffers())
+    assert all(got[r]["grad"].keys() == params.keys() and got[r]["buffers"].keys() == buffers.keys() for r in range(2))
+    learning_margin("gradients: max deviation / tolerance (rtol 1e-9, atol 1e-12)",
+                    max(deviation(got[r]["grad"][n], p.grad, 1e-9, 1e-12) for n, p in params.items() for r in range(2)),
+                    1, above=False)
+    learning_margin("BN running stats: max deviation / tolerance (rtol 1e-9, atol 1e-12)",
+                    max(deviation(got[r]["buffers"][n], b, 1e-9, 1e-12) for n, b in buffers.items() for r in range(2)),
+                    1, above=False)
+    moved = sum("running_var" in n and not torch.allclose(b, torch.ones_like(b)) for n, b in buffers.items())
     assert moved > 10                                         # the running statistics were updated
     # per-process BN (sync_bn off) would differ: the pairs' statistics are not the same
     assert not torch.allclose(model(p1[:1], p2[:1])[0], f1[:1].detach())

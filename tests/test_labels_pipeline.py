@@ -18,6 +18,7 @@ SMALL = dict(views=2, width=96, height=54, objects_per_scene=(2, 2), progress=Fa
 
 @pytest.fixture(scope="module")
 def scenes_root(tmp_path_factory):
+    pytest.importorskip("trimesh")  # the scene generator needs it: without it these tests skip
     root = str(tmp_path_factory.mktemp("pipe") / "gn")
     generate_scenes(root, scenes="0", seed=5, **SMALL)
     return root

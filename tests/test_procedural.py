@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 pytestmark = pytest.mark.pipeline  # pure NumPy / trimesh: nothing for the sanitizer run
+pytest.importorskip("trimesh")  # the procedural shapes are trimesh meshes
 
 
 # ---------------------------------------------------------------- procedural pretraining set

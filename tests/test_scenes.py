@@ -9,8 +9,9 @@ import os
 import numpy as np
 import pytest
 import scipy.io
-import trimesh
 from PIL import Image
+
+trimesh = pytest.importorskip("trimesh")  # optional: the GPU image and lean installs lack it
 
 from pcgrasp.data.synthetic import scenes
 from pcgrasp.data.synthetic.objects import make_object

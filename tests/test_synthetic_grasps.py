@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from conftest import needs_trimesh
 from pcgrasp.data.meshes import sample_surface
 from pcgrasp.data.synthetic.grasps import (NOISE_SD, bayes_floor, draw_joints, grasp_truth, joints_for_pose,
                                            local_features, make_mesh, mode_probability, sample_pose)
@@ -29,6 +30,7 @@ def _poses(n_objects=6, poses_per_object=6, seed=0):
 
 
 # ---------------------------------------------------------------- generator
+@needs_trimesh
 def test_mode_frequencies_follow_the_documented_probability():
     rng = np.random.default_rng(123)
     cases = _poses()
@@ -49,6 +51,7 @@ def test_mode_frequencies_follow_the_documented_probability():
     assert max(ps) - min(ps) > 0.5
 
 
+@needs_trimesh
 def test_pinch_likelier_on_thin_parts_than_on_wide_round_bodies():
     from trimesh import creation
 
@@ -60,6 +63,7 @@ def test_pinch_likelier_on_thin_parts_than_on_wide_round_bodies():
     assert p_thin > 0.6 and p_wide < 0.2
 
 
+@needs_trimesh
 def test_local_features_of_known_shapes():
     from trimesh import creation
 
@@ -103,6 +107,7 @@ def _monte_carlo(p, means, rule, draws, rng):
     return math.sqrt(total / count)
 
 
+@needs_trimesh
 def test_bayes_floor_equals_monte_carlo():
     rng = np.random.default_rng(7)
     truth = [grasp_truth(*c) for c in _poses(4, 5, seed=1)]
@@ -129,6 +134,7 @@ def test_bayes_floor_rejects_bad_input():
         bayes_floor(np.zeros(0), np.zeros((0, 2, 12)))
 
 
+@needs_trimesh
 def test_recordings_carry_the_truth(tmp_path):
     from pcgrasp.data import generate_dataset, load_recordings
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import free_port
+from conftest import deviation, free_port, learning_seed
 from pcgrasp.train import detector as D
 
 SMALL_PLANES = [8, 8, 16, 16, 16, 16, 16, 16]
@@ -279,6 +279,7 @@ def test_config_errors_name_the_key(tmp_path):
 @pytest.fixture(scope="module")
 def labelled_root(tmp_path_factory):
     """Two tiny scenes (train 0, test_seen 100), 2 views, the training scene labelled coarsely."""
+    pytest.importorskip("trimesh")  # the scene generator needs it: without it these tests skip
     from pcgrasp.data.synthetic.scenes import generate_scenes
 
     torch.set_num_threads(1)
@@ -295,11 +296,12 @@ def _log(run):
 
 
 @pytest.mark.pipeline
-def test_tiny_run_learns_finds_grasps_and_resumes_exactly(labelled_root, tmp_path):
+def test_tiny_run_learns_finds_grasps_and_resumes_exactly(labelled_root, tmp_path, learning_margin):
     cfg = tiny_cfg(labelled_root, tmp_path / "runs", epochs=40, lr=5e-3)
-    run = D.train_detector(cfg, "scratch", 256, seed=0, progress=False)
+    run = D.train_detector(cfg, "scratch", 256, seed=learning_seed(), progress=False)
     log = _log(run)
-    assert len(log) == 40 and float(log[-1]["loss"]) < 0.5 * float(log[0]["loss"])
+    assert len(log) == 40
+    learning_margin("last / first epoch loss", float(log[-1]["loss"]) / float(log[0]["loss"]), 0.5, above=False)
     np.testing.assert_allclose([float(r["lr"]) for r in log], [5e-3 * 0.95 ** (e + 1) for e in range(40)])
     settings = json.load(open(os.path.join(run, "settings.json")))
     assert settings["frames_per_scene"] == 2 and settings["epoch_frames"] == 2
@@ -310,9 +312,15 @@ def test_tiny_run_learns_finds_grasps_and_resumes_exactly(labelled_root, tmp_pat
     Rs = g[:, 4:13].reshape(-1, 3, 3).astype(np.float64)
     np.testing.assert_allclose(Rs @ Rs.transpose(0, 2, 1), np.broadcast_to(np.eye(3), Rs.shape), atol=1e-5)
     assert np.all(np.diff(g[:, 0]) <= 0) and np.all((g[:, 1] >= 0) & (g[:, 1] <= 0.1))
-    assert r["splits"]["all"]["AP"] > 0
+    # AP on its own training scene is NOT a learning check at this size: measured 0.0 / 1.50 / 0.0 / 1.97 over
+    # seeds 0-3 on the AMD development machine (2026-12-05), and 0.0 on an Intel Xeon at seed 0, so "AP > 0"
+    # was a knife edge tuned to one CPU's rounding. The loss ratio above (0.12-0.21 over seeds and settings,
+    # threshold 0.5) is the learning check; here only that the AP pipeline ran and gave a valid number.
+    ap = r["splits"]["all"]["AP"]
+    learning_margin("AP on its training scene (reported, not a learning check)", ap, -1e-9)
+    assert 0 <= ap <= 100
     # a finished run is skipped; budget 1/256 -> 1 distinct frame cycled to the full budget's 2 per epoch
-    assert D.train_detector(cfg, "scratch", 256, seed=0, progress=False, log=lambda *a: None) == run
+    assert D.train_detector(cfg, "scratch", 256, seed=learning_seed(), progress=False, log=lambda *a: None) == run
     # resume: stop after 1 epoch, resume, and get the uninterrupted run's weights bit for bit
     ref = D.train_detector(tiny_cfg(labelled_root, tmp_path / "ref"), "scratch", 1, seed=1, progress=False)
     cut_cfg = tiny_cfg(labelled_root, tmp_path / "cut", stop_after_epochs=1)
@@ -357,7 +365,7 @@ def _ddp_worker(rank, root, out, port):
     from pcgrasp.labels.detection import collate_detection
     from pcgrasp.train.engine import world
 
-    world()
+    world(torch.device("cpu"))
     cfg = tiny_cfg(root, out, epochs=2, batch_size=1)
     ds, _ = D.train_frames(cfg, 256)
     model = _bn_eval_model(cfg)
@@ -390,7 +398,7 @@ def _bn_eval_model(cfg):
 
 
 @pytest.mark.pipeline
-def test_ddp_two_gloo_processes_average_the_single_process_gradients(labelled_root, tmp_path):
+def test_ddp_two_gloo_processes_average_the_single_process_gradients(labelled_root, tmp_path, learning_margin):
     from pcgrasp.labels.detection import collate_detection
 
     port = free_port()
@@ -406,12 +414,11 @@ def test_ddp_two_gloo_processes_average_the_single_process_gradients(labelled_ro
         losses.append(D.detection_loss(model, _double(collate_detection([ds[r]]))))
     (0.5 * (losses[0] + losses[1])).backward()
     g0, g1 = torch.load(os.path.join(out, "grad0.pt")), torch.load(os.path.join(out, "grad1.pt"))
-    for n, p in model.named_parameters():
-        if p.grad is None:
-            assert g0[n] is None and g1[n] is None, n
-            continue
-        torch.testing.assert_close(g0[n], p.grad, rtol=1e-8, atol=1e-10, msg=n)
-        torch.testing.assert_close(g1[n], p.grad, rtol=1e-8, atol=1e-10, msg=n)
+    params = dict(model.named_parameters())
+    assert g0.keys() == g1.keys() == params.keys()
+    learning_margin("gradients: max deviation / tolerance (rtol 1e-8, atol 1e-10)",
+                    max(deviation(g[n], p.grad, 1e-8, 1e-10) for n, p in params.items() for g in (g0, g1)), 1,
+                    above=False)
     # the DDP fine-tuning ran: 2 frames, 1 per rank and step -> 1 step per epoch; rank 0 wrote the model
     run = os.path.join(out, D.run_name("scratch", 256, 0))
     assert [int(r["step"]) for r in _log(run)] == [1, 2]

@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import free_port
+from conftest import deviation, free_port, learning_seed, needs_trimesh
 from pcgrasp.models import GraspModel, PointEncoder
 from pcgrasp.train.config import load_config
 from pcgrasp.train.engine import fit
@@ -41,17 +41,19 @@ def read_log(run_dir):
         return list(csv.DictReader(f))
 
 
-def test_tiny_training_reduces_the_loss(tmp_path):
-    cfg = tiny_cfg(tmp_path, **{"train.epochs": 8})
+@needs_trimesh
+def test_tiny_training_reduces_the_loss(tmp_path, learning_margin):
+    cfg = tiny_cfg(tmp_path, **{"train.epochs": 8, "seed": learning_seed()})
     run, metrics = finetune(cfg, progress=False)
     log = read_log(run)
     assert len(log) == 8
-    assert float(log[-1]["loss"]) < 0.7 * float(log[0]["loss"])
+    learning_margin("last / first epoch loss", float(log[-1]["loss"]) / float(log[0]["loss"]), 0.7, above=False)
     assert set(metrics) >= {"top_logit_rmse", "best_of_k_rmse", "coverage@15", "diversity"}
     assert os.path.exists(os.path.join(run, "model.pt")) and os.path.exists(os.path.join(run, "test_metrics.json"))
     assert os.path.isdir(os.path.join(run, "tb"))  # TensorBoard events
 
 
+@needs_trimesh
 def test_resume_continues_the_same_run(tmp_path):
     straight = tiny_cfg(tmp_path, **{"train.epochs": 3})
     run_a, _ = finetune(straight, run_dir=str(tmp_path / "a"), progress=False)
@@ -77,13 +79,13 @@ def test_resume_continues_the_same_run(tmp_path):
 # steps, whatever the machine. In float64 that noise is ~1e-17, far below eps,
 # and the two runs agree to ~1e-12.
 def _ddp_data():
-    g = torch.Generator().manual_seed(5)
+    g = torch.Generator().manual_seed(5 + learning_seed())
     return torch.utils.data.TensorDataset(*(t.double() for t in (
         torch.rand(32, 128, 3, generator=g), torch.rand(32, 7, generator=g), torch.rand(32, 12, generator=g))))
 
 
 def _ddp_model():
-    torch.manual_seed(11)
+    torch.manual_seed(11 + learning_seed())
     model = GraspModel(PointEncoder(dim=16, depth=1, heads=2, centers=8, group_size=8, token_width=8), k=3, hidden=16)
     return model.double()
 
@@ -94,7 +96,7 @@ def _run(out, per_rank_batch):
 
     from pcgrasp.train.engine import world
 
-    rank, ws = world()
+    rank, ws = world(torch.device("cpu"))
     model, data = _ddp_model(), _ddp_data()
     net = DDP(model) if ws > 1 else model
     idx = list(range(rank, ws * per_rank_batch, ws))  # DistributedSampler order (no shuffle)
@@ -117,16 +119,18 @@ def _ddp_worker(rank, out, port):
     torch.distributed.destroy_process_group()
 
 
-def test_ddp_two_gloo_processes_equal_one_process(tmp_path):
+def test_ddp_two_gloo_processes_equal_one_process(tmp_path, learning_margin):
     port = free_port()
     torch.multiprocessing.spawn(_ddp_worker, args=(str(tmp_path), port), nprocs=2, join=True)
     _run(str(tmp_path), per_rank_batch=8)  # one process, the same global batches
     two, one = torch.load(tmp_path / "result2.pt"), torch.load(tmp_path / "result1.pt")
-    assert two["grads"].keys() == one["grads"].keys()
-    for k in one["grads"]:
-        torch.testing.assert_close(two["grads"][k], one["grads"][k], rtol=1e-9, atol=1e-11, msg=k)
-    for k in one["model"]:
-        torch.testing.assert_close(two["model"][k], one["model"][k], rtol=1e-8, atol=1e-9, msg=k)
+    assert two["grads"].keys() == one["grads"].keys() and two["model"].keys() == one["model"].keys()
+    learning_margin("gradients: max deviation / tolerance (rtol 1e-9, atol 1e-11)",
+                    max(deviation(two["grads"][k], one["grads"][k], 1e-9, 1e-11) for k in one["grads"]), 1,
+                    above=False)
+    learning_margin("weights after 2 epochs: max deviation / tolerance (rtol 1e-8, atol 1e-9)",
+                    max(deviation(two["model"][k], one["model"][k], 1e-8, 1e-9) for k in one["model"]), 1,
+                    above=False)
 
 
 # ---------------------------------------------------------------- CLI
@@ -136,6 +140,7 @@ def pcgrasp_cli(*args, cwd):
     return r.stdout
 
 
+@needs_trimesh
 def test_cli_demo_evaluate_sweep_smallest_size(tmp_path):
     cfg = tiny_cfg(tmp_path)
     over = []
@@ -193,7 +198,7 @@ def _rank_zero_first_worker(rank, out, port, use_context):
                 pass
 
     from pcgrasp.train.engine import world
-    world()  # initialises the gloo group from the environment, as under torchrun
+    world(torch.device("cpu"))  # initialises the gloo group from the environment, as under torchrun
     if use_context:
         with rank_zero_first():
             prepare()

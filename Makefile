@@ -12,7 +12,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0,!=2.13.0+cpu
 export MAX_JOBS ?= 2
 
-.PHONY: venv build test demo demo-detection ops-demo bench sanitize gpu-check newest-torch clean
+.PHONY: venv build test test-perturbed test-without-optional wheel-check demo demo-detection ops-demo bench sanitize gpu-check newest-torch clean
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,20 @@ build: $(BUILT)
 
 test: build
 	$(PY) -m pytest -q tests
+
+# the end-to-end (pipeline) tests, which assert learning outcomes, once more under settings that change
+# floating-point rounding as another CPU would (tools/perturb-learning.py measures the full matrix)
+test-perturbed: build
+	OMP_NUM_THREADS=1 ATEN_CPU_CAPABILITY=default MKL_CBWR=COMPATIBLE PCGRASP_TEST_SEED=1 \
+	  $(PY) -m pytest -q -m pipeline tests
+
+# the suite as on a machine without the optional packages (the GPU image): they must skip, not error
+test-without-optional: build
+	$(PY) tools/without-optional.py -- $(PY) -m pytest -q -p no:cacheprovider tests
+
+# sdist -> wheel -> fresh venv, non-editable -> smoke test from outside the checkout
+wheel-check: build
+	bash tools/wheel-check.sh $(PY)
 
 demo: build
 	$(PY) -m pcgrasp demo
@@ -63,6 +77,11 @@ sanitize: venv
 
 gpu-check:
 	bash tools/gpu-check.sh
+
+# the GPU check's dry run (no GPU needed; needs `make build` first): same steps and time plan, cheap stand-ins
+.PHONY: gpu-check-dry
+gpu-check-dry:
+	PYTHON=$(PY) bash tools/gpu-check.sh --dry-run /tmp/gpu-dry
 
 # compile every .cu against the newest torch on the package index (a second venv)
 newest-torch:

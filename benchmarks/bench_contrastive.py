@@ -1,6 +1,7 @@
 """Benchmarks of the contrastive / detection ops at GraspContrast and GSNet shapes.
 
     python benchmarks/bench_contrastive.py [--device cpu|cuda] [--quick] [--only NAME] [--large]
+                                           [--out DIR] [--budget-s S]
 
 Cases: cross-view correspondences and radius pairs (two views of 20000 points,
 eps = 1.5 x 5 mm, rigid transforms applied on the fly) against a brute-force
@@ -21,7 +22,7 @@ import torch
 
 from pcgrasp import ops
 
-from _common import device_name, optional_import as _try, run_cases, write_results
+from _common import add_budget_arg, device_name, optional_import as _try, run_cases, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -223,15 +224,17 @@ def main():
     ap.add_argument("--large", action="store_true", help="also M=16384 InfoNCE on CPU")
     ap.add_argument("--only", default="")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
-    ap.add_argument("--budget", type=float, default=15.0)
+    ap.add_argument("--budget", type=float, default=15.0, help="seconds per timed callable")
+    add_budget_arg(ap)
     a = ap.parse_args()
     device = torch.device(a.device)
     ops.set_data_checks(False)
     dname = device_name(device)
     print(f"# pcgrasp contrastive/detection benchmarks on {dname}, torch {torch.__version__}")
-    results = run_cases(cases(device, a.quick, a.large), device, a.budget, a.only)
-    write_results(a.out, a.only, dname, results, {"quick": a.quick, "peers_available": {
-        "open3d": bool(o3d), "scipy": bool(spatial), "MinkowskiEngine": bool(ME)}},
+    stats = {}
+    results = run_cases(cases(device, a.quick, a.large), device, a.budget, a.only, a.budget_s, stats)
+    write_results(a.out, bool(a.only or stats["stopped"]), dname, results, {"quick": a.quick, "peers_available": {
+        "open3d": bool(o3d), "scipy": bool(spatial), "MinkowskiEngine": bool(ME)}, **stats},
         title="Contrastive / detection benchmarks", stem="contrastive")
 
 

@@ -1,6 +1,6 @@
 """Times pcgrasp ops against installed peers in the same process, same device.
 
-    python benchmarks/bench_ops.py [--device cpu|cuda] [--quick] [--only NAME]
+    python benchmarks/bench_ops.py [--device cpu|cuda] [--quick] [--only NAME] [--out DIR] [--budget-s S]
 
 Shapes follow the users' workloads: Point-JEPA (B=512, N=1024, 64 centres,
 k=32), a scene batch (B=32, N=20000, 1024 samples; ball query r in
@@ -17,7 +17,7 @@ import torch
 
 from pcgrasp import ops
 
-from _common import device_name, optional_import as _try, run_cases, write_results
+from _common import add_budget_arg, device_name, optional_import as _try, run_cases, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -183,15 +183,17 @@ def main():
     ap.add_argument("--only", default="", help="run cases whose name contains this")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     ap.add_argument("--budget", type=float, default=15.0, help="seconds per timed callable")
+    add_budget_arg(ap)
     a = ap.parse_args()
     device = torch.device(a.device)
     ops.set_data_checks(False)  # time the kernels, not the argument checks
     dname = device_name(device)
     print(f"# pcgrasp benchmarks on {dname}, torch {torch.__version__}")
-    results = run_cases(cases(device, a.quick), device, a.budget, a.only)
-    write_results(a.out, a.only, dname, results, {"quick": a.quick, "peers_available": {
+    stats = {}
+    results = run_cases(cases(device, a.quick), device, a.budget, a.only, a.budget_s, stats)
+    write_results(a.out, bool(a.only or stats["stopped"]), dname, results, {"quick": a.quick, "peers_available": {
         "torch_cluster": bool(torch_cluster), "fpsample": bool(fpsample), "open3d": bool(o3d),
-        "scipy": bool(scipy_spatial), "pytorch3d": bool(pytorch3d_ops)}})
+        "scipy": bool(scipy_spatial), "pytorch3d": bool(pytorch3d_ops)}, **stats})
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@
 pcgrasp.nn against MinkowskiEngine in the same process when ME imports (same weights, same input).
 
     python benchmarks/bench_sparse.py [--device cpu|cuda] [--points 20000] [--voxel 0.005] [--only NAME]
+                                      [--out DIR] [--budget-s S]
 
-Writes JSON + markdown under benchmarks/results/ (<device>-sparse.*). Medians; ratio = peer / pcgrasp.
+Writes JSON + markdown under benchmarks/results/ (or --out; <device>-sparse.*). Medians; ratio = peer / pcgrasp.
 """
 import argparse
 import math
@@ -16,7 +17,7 @@ import torch
 import pcgrasp.nn as snn
 from pcgrasp.models import MinkUNet14D
 
-from _common import device_name, optional_import, run_cases, write_results
+from _common import add_budget_arg, device_name, optional_import, run_cases, write_results
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ME = optional_import("MinkowskiEngine")
@@ -48,8 +49,10 @@ def main():
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--points", type=int, default=20000)
     ap.add_argument("--voxel", type=float, default=0.005)
-    ap.add_argument("--budget", type=float, default=60.0)
+    ap.add_argument("--budget", type=float, default=60.0, help="seconds per timed callable")
     ap.add_argument("--only", default="")
+    ap.add_argument("--out", default=os.path.join(HERE, "results"))
+    add_budget_arg(ap)
     args = ap.parse_args()
     dev = torch.device(args.device)
     torch.manual_seed(0)
@@ -98,10 +101,11 @@ def main():
          "after": peak},
     ]
     dname = device_name(dev)
-    res = run_cases(cases, dev, args.budget, args.only)
+    stats = {}
+    res = run_cases(cases, dev, args.budget, args.only, args.budget_s, stats)
     meta = {"points": args.points, "voxel": args.voxel, "voxels": V,
-            "minkowski": getattr(ME, "__version__", None), "threads": torch.get_num_threads()}
-    write_results(os.path.join(HERE, "results"), bool(args.only), dname, res, meta,
+            "minkowski": getattr(ME, "__version__", None), "threads": torch.get_num_threads(), **stats}
+    write_results(args.out, bool(args.only or stats["stopped"]), dname, res, meta,
                   title="Sparse backbone (MinkUNet14D)", stem="sparse")
 
 

@@ -245,9 +245,12 @@ def test_descent_lowers_energy_on_a_trained_toy_model(one_thread, learning_margi
     torch.testing.assert_close(energies[-1], grasp_energy(model, depth, traj[-1], 16, 24), atol=1e-4, rtol=1e-5)
     learning_margin("mean energy drop", energies[0].mean() - energies[-1].mean(), 1.0)
     learning_margin("fraction of grasps whose energy fell", (energies[-1] < energies[0]).float().mean(), 0.74)
-    # and the grasps move towards the good region
+    # where the grasps end up is not a robust check of an 80-step toy model: the mean distance to the good
+    # region dropped 2.8 px at seed 0 but rose 3.1 px at seed 1 (tools/perturb-learning.py, AMD EPYC,
+    # 2026-12-05), so it is reported, not asserted; the energy drop above (6.9-18 against 1) is the check
     dist = lambda t: ((t[:, 0] - 20) ** 2 + (t[:, 1] - 28) ** 2).sqrt()
-    learning_margin("mean distance to the good region: drop (px)", dist(traj[0]).mean() - dist(traj[-1]).mean(), 1.0)
+    learning_margin("mean distance to the good region: drop (px; reported only)",
+                    dist(traj[0]).mean() - dist(traj[-1]).mean(), -float("inf"))
     # projection: inside the bounds, angles wrapped into [0, pi)
     assert (traj[..., 0] >= 0).all() and (traj[..., 0] <= 47).all() and (traj[..., 2] == 0.58).all()
     assert (traj[..., 3] >= 0).all() and (traj[..., 3] < math.pi).all()

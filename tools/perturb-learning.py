@@ -103,7 +103,7 @@ def summarise(records):
 
 
 def markdown(rows, meta):
-    out = [f"# Learning tests under rounding-changing settings", "",
+    out = ["# Learning tests under rounding-changing settings", "",
            f"{meta['machine']}, {meta['date']}; settings: {', '.join(meta['settings'])}; seeds "
            f"{meta['seeds']} (PCGRASP_TEST_SEED); {meta['runs']} pytest runs, {meta['wall_s']:.0f} s.", "",
            "| test | quantity | needs | n | min | median | max | SD | worst margin | failures |",
@@ -142,7 +142,6 @@ def main(argv=None):
             state = json.load(f)
     done = {(r["setting"], r["seed"]) for r in state["run_log"]}
     plan = [(n, s) for n in names for s in (a.seeds if n in a.seed_settings else a.seeds[:1])]
-    t_all = time.time()
     for setting, seed in plan:
         if (setting, seed) in done:
             print(f"[perturb] {setting} seed {seed}: done before, skipped")

@@ -6,7 +6,6 @@ epoch) runs. tools/wheel-check.sh runs it in a fresh virtual environment; it exi
 the first failure."""
 import os
 import subprocess
-import sys
 import tempfile
 
 import torch
@@ -35,40 +34,52 @@ def installed():
     check(len([c for c in cfgs if c.endswith(".yaml")]) >= 10, f"packaged configs ({len(cfgs)})")
 
 
+class _Recorder:
+    """``pcgrasp.ops`` that remembers which names were used."""
+
+    def __init__(self):
+        self.used = set()
+
+    def __getattr__(self, name):
+        self.used.add(name)
+        return getattr(ops, name)
+
+
 def every_op():
+    op = _Recorder()
     g = torch.Generator().manual_seed(0)
     p = torch.rand(2, 64, 3, generator=g)
     q = torch.rand(2, 16, 3, generator=g)
     lengths = torch.tensor([64, 40])
-    idx = ops.farthest_point_sample(p, 16, lengths)
-    d, nn_idx = ops.knn(q, p, 4, lengths=lengths)
-    d3, i3 = ops.three_nn(q, p, lengths=lengths)
-    w = ops.inverse_distance_weights(d3)
+    idx = op.farthest_point_sample(p, 16, lengths)
+    d, nn_idx = op.knn(q, p, 4, lengths=lengths)
+    d3, i3 = op.three_nn(q, p, lengths=lengths)
+    w = op.inverse_distance_weights(d3)
     feats = torch.rand(2, 64, 5, generator=g)
-    ops.three_interpolate(feats, i3, w)
-    ops.ball_query(q, p, 0.3, 8, lengths=lengths)
-    got = ops.gather_points(feats, idx)
-    ops.scatter_add_points(got, idx, 64)
+    op.three_interpolate(feats, i3, w)
+    op.ball_query(q, p, 0.3, 8, lengths=lengths)
+    got = op.gather_points(feats, idx)
+    op.scatter_add_points(got, idx, 64)
     rot = torch.eye(3).expand(2, 16, 3, 3).contiguous()
-    ops.cylinder_query(q, rot, p, 0.1, -0.02, 0.04, 8, lengths=lengths)
-    ops.correspondences(p, p, 0.05)
-    ops.radius_pairs(q, p, 0.2)
-    ops.false_negative_mask(q, 0.1)
+    op.cylinder_query(q, rot, p, 0.1, -0.02, 0.04, 8, lengths=lengths)
+    op.correspondences(p, p, 0.05)
+    op.radius_pairs(q, p, 0.2)
+    op.false_negative_mask(q, 0.1)
     fa = torch.randn(2, 16, 8, generator=g, requires_grad=True)
-    loss = ops.point_info_nce(fa, torch.randn(2, 16, 8, generator=g), q, gamma=0.05)
+    loss = op.point_info_nce(fa, torch.randn(2, 16, 8, generator=g), q, gamma=0.05)
     loss.backward()
-    coords, inverse, first = ops.voxelize(p, 0.1, lengths)
-    ops.kernel_offsets(3)
-    ops.kernel_map(coords, coords, 3)
-    ops.downsample_coords(coords, 2)
-    ops.nearest_neighbor_order(q)
-    packed = ops.padded_to_packed(p, lengths)
-    ops.packed_to_padded(packed, lengths)
-    ops.masked_to_padded(p, torch.rand(2, 64, generator=g) > 0.5)
-    with ops.data_checks(True):
-        pass
-    names = set(ops.__all__) - {"set_data_checks", "data_checks"}
-    check(all(callable(getattr(ops, n)) for n in names), f"every op runs ({len(names)} ops)")
+    coords, inverse, first = op.voxelize(p, 0.1, lengths)
+    op.kernel_offsets(3)
+    op.kernel_map(coords, coords, 3)
+    op.downsample_coords(coords, 2)
+    op.nearest_neighbor_order(q)
+    packed = op.padded_to_packed(p, lengths)
+    op.packed_to_padded(packed, lengths)
+    op.masked_to_padded(p, torch.rand(2, 64, generator=g) > 0.5)
+    with op.data_checks(True):
+        op.set_data_checks(True)
+    missed = set(ops.__all__) - op.used
+    check(not missed, f"every name in pcgrasp.ops.__all__ ran ({len(op.used)}; missed: {sorted(missed)})")
     import pcgrasp.nn as pnn
 
     x, _ = pnn.sparse_tensor_from_points(p, feats, 0.1, lengths)

@@ -249,7 +249,7 @@ def load_checkpoint(path, model, opt, sched, loader_rng, device):
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     sched.load_state_dict(state["sched"])
-    loader_rng.set_state(state["loader_rng"].cpu())
+    loader_rng.set_state(state["loader_rng"])
     set_rng_states(state, device)
     return state["epoch"], state["step"]
 

@@ -5,7 +5,7 @@
   (``pcgrasp.ops.knn``) against GSNet's brute force written in NumPy (chunks
   of 10,000 cloud points);
 - model-free collision of one label point's 300 x 12 x 4 grasps with the
-  scene points near it: ``labels.collision.model_free_collision`` (torch,
+  scene points near it: ``geometry.collision.model_free_collision`` (torch,
   float64 and float32) against GSNet's ``ModelFreeCollisionDetector`` masks
   written in NumPy (broadcast over grasps x points).
 
@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from _common import device_name, run_cases, write_results  # noqa: E402
 
-from pcgrasp.labels.collision import model_free_collision  # noqa: E402
+from pcgrasp.geometry.collision import model_free_collision  # noqa: E402
 from pcgrasp.labels.grasp_labels import grasp_grid  # noqa: E402
 from pcgrasp.labels.scene_labels import transfer_graspness  # noqa: E402
 

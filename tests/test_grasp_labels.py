@@ -6,10 +6,10 @@ from scipy.spatial.transform import Rotation
 
 trimesh = pytest.importorskip("trimesh")  # optional: the GPU image and lean installs lack it
 
-from pcgrasp.labels.collision import finger_collision, model_free_collision
+from pcgrasp.geometry.collision import finger_collision, model_free_collision
 from pcgrasp.labels.grasp_labels import friction_score, grasp_grid, label_points, object_grasp_labels
-from pcgrasp.labels.views import (ANGLES, DEPTHS, GRIPPER, generate_views, grasp_rotations,
-                                  viewpoint_params_to_matrix)
+from pcgrasp.geometry.gripper import GRIPPER
+from pcgrasp.geometry.views import ANGLES, DEPTHS, generate_views, grasp_rotations, viewpoint_params_to_matrix
 
 
 # ------------------------------------------------------------------ views
@@ -150,7 +150,7 @@ def test_box_labels_match_analytic_brute_force(box_labels):
 def test_exactly_antipodal_box_grasp_scores_smallest_mu():
     half = np.array([0.02, 0.03, 0.04])
     mesh = trimesh.creation.box(extents=2 * half)
-    from pcgrasp.labels.grasp_labels import jaw_contacts
+    from pcgrasp.geometry.jaws import jaw_contacts
 
     # top-down onto the top face, closing along x: both normals on the line
     R = viewpoint_params_to_matrix(np.array([[0.0, 0.0, -1.0]]), np.array([0.0]))

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from pcgrasp.labels.views import generate_views, viewpoint_params_to_matrix
-from pcgrasp.losses_gsnet import get_loss
+from pcgrasp.geometry.views import generate_views, viewpoint_params_to_matrix
+from pcgrasp.models.gsnet import get_loss
 from pcgrasp.models import (GraspContrast, GraspNet, GSNet, MinkUNet14D, load_backbone_checkpoint, load_gsnet_checkpoint,
                             pred_decode)
 from pcgrasp.models.gsnet import CloudCrop, batch_viewpoint_params_to_matrix, graspable_seeds, sample_views
@@ -157,9 +157,30 @@ def test_inference_forward_argmax_views_and_dtype(dtype):
 
 def test_eval_mode_of_a_training_model_needs_no_labels():
     model = small_model().eval()
+    assert not model.assigns_labels and model.train().assigns_labels
+    model.eval()
     with torch.no_grad():
         ep = model({"point_clouds": scene(np.random.default_rng(2), 1, 200)})
     assert "batch_grasp_score" not in ep and ep["grasp_top_view_rot"].shape == (1, 32, 3, 3)
+    # the same weights built for inference give the same outputs
+    infer = small_model(is_training=False)
+    infer.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        ep2 = infer.eval()({"point_clouds": scene(np.random.default_rng(2), 1, 200)})
+    for k in ("grasp_score_pred", "grasp_width_pred", "grasp_top_view_inds", "xyz_graspable"):
+        assert torch.equal(ep[k], ep2[k]), k
+    # and an inference model in train() mode does not assign labels either
+    assert not infer.train().assigns_labels
+
+
+def test_fewer_graspable_points_than_seeds_repeat_the_first_pick():
+    """GSNet's sampler on a cloud with k < num_seed graspable points: k FPS picks, then pick 0."""
+    rng = np.random.default_rng(7)
+    pts = torch.as_tensor(rng.random((1, 50, 3)))
+    mask = torch.zeros(1, 50, dtype=torch.bool)
+    mask[0, [3, 17, 40]] = True
+    got = graspable_seeds(pts, mask, 8)[0].tolist()
+    assert sorted(got[:3]) == [3, 17, 40] and got[0] == 3 and got[3:] == [3] * 5
 
 
 @pytest.mark.parametrize("bias", [(5.0, -5.0, 1.0), (-5.0, 5.0, 1.0), (-5.0, 5.0, -1.0)])
@@ -210,14 +231,14 @@ def test_batched_graspable_fps_equals_per_cloud_fps(dtype):
     mask = rng.random((B, N)) < 0.5
     mask[0] = False                                 # none graspable -> all points
     mask[1] = False
-    mask[1, [5, 9, 77]] = True                      # fewer than K -> cyclic repeat
+    mask[1, [5, 9, 77]] = True                      # fewer than K -> the first pick repeated
     mask[2] = True
     got = graspable_seeds(torch.as_tensor(pts, dtype=dtype), torch.as_tensor(mask), K).numpy()
     for b in range(B):
         cand = np.flatnonzero(mask[b]) if mask[b].any() else np.arange(N)
         p = pts[b, cand].astype(np.float32 if dtype == torch.float32 else np.float64).astype(np.float64)
         sel = cand[numpy_fps(p, K)]
-        want = sel[np.arange(K) % len(sel)]
+        want = np.concatenate([sel, np.full(K - len(sel), sel[0])])
         np.testing.assert_array_equal(got[b], want, err_msg=f"cloud {b}")
 
 

@@ -128,7 +128,7 @@ def test_frames_per_scene_epochs_and_errors(labelled_root, tmp_path):
 
 
 def test_a_training_step_on_the_dataset(labelled_root):
-    from pcgrasp.losses_gsnet import get_loss
+    from pcgrasp.models.gsnet import get_loss
     from pcgrasp.models import GraspNet
 
     ds = DetectionFrames(labelled_root, num_points=NP, min_object_points=1)

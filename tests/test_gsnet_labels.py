@@ -1,4 +1,4 @@
-"""GSNet's on-the-fly label assignment (pcgrasp.models.gsnet_labels) against an independent
+"""GSNet's on-the-fly label assignment (pcgrasp.models.gsnet.labels) against an independent
 NumPy version of utils/label_generation.py written here (per-cloud, per-object loops,
 brute-force nearest neighbours), on random frames with random object poses, ragged object
 counts, a frame without objects, view subsets, float32 and float64."""
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from pcgrasp.labels.views import generate_views, viewpoint_params_to_matrix
-from pcgrasp.models.gsnet_labels import match_grasp_view_and_label, process_grasp_labels
+from pcgrasp.geometry.views import generate_views, viewpoint_params_to_matrix
+from pcgrasp.models.gsnet.labels import match_grasp_view_and_label, process_grasp_labels
 
 A, D = 12, 4
 

@@ -12,7 +12,7 @@ from pcgrasp.labels.grasp_labels import write_object_labels
 from pcgrasp.labels.scene_labels import (collision_label_path, graspness_path, load_grasp_labels, point_graspness,
                                          scene_cloud, scene_object_poses, transfer_graspness,
                                          write_scene_collision_labels, write_scene_graspness)
-from pcgrasp.labels.views import viewpoint_params_to_matrix, generate_views
+from pcgrasp.geometry.views import viewpoint_params_to_matrix, generate_views
 
 VIEWS = [0, 60, 120, 180, 240, 290]
 SMALL = dict(views=2, width=96, height=54, objects_per_scene=(2, 3), progress=False)

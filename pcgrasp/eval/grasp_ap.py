@@ -36,35 +36,14 @@ is ours, the same as in the labels.
 import numpy as np
 import torch
 
-from ..labels.collision import finger_collision
-from ..labels.grasp_labels import jaw_contacts, surface_points
+from ..geometry.collision import finger_collision
+from ..geometry.grasps import check_grasp_array, grasp_array  # noqa: F401  (grasp_array: public here too)
+from ..geometry.jaws import jaw_contacts
+from ..labels.grasp_labels import surface_points
 
 FRICTIONS = (0.2, 0.4, 0.6, 0.8, 1.0, 1.2)
 TOP_K = 50
 PER_OBJECT = 10
-
-
-def grasp_array(scores, widths, heights, depths, rotations, translations, object_ids=-1):
-    """[N, 17] float64 in graspnetAPI's GraspGroup layout."""
-    R = np.asarray(rotations, dtype=np.float64)
-    t = np.asarray(translations, dtype=np.float64)
-    if R.ndim != 3 or R.shape[1:] != (3, 3) or t.shape != (len(R), 3):
-        raise ValueError(f"rotations must be [N, 3, 3] and translations [N, 3], got {R.shape} and {t.shape}")
-    n = len(R)
-    cols = [np.broadcast_to(np.asarray(v, dtype=np.float64), (n,))[:, None]
-            for v in (scores, widths, heights, depths)]
-    return np.concatenate(cols + [R.reshape(n, 9), t, np.broadcast_to(np.asarray(object_ids, np.float64),
-                                                                       (n,))[:, None]], 1)
-
-
-def check_grasp_array(grasps, name="grasps"):
-    g = np.asarray(grasps, dtype=np.float64)
-    if g.ndim != 2 or g.shape[1] != 17:
-        raise ValueError(f"{name} must be an [N, 17] GraspGroup array (score, width, height, depth, R(9), t(3), "
-                         f"object_id), got shape {g.shape}")
-    if not np.isfinite(g).all():
-        raise ValueError(f"{name} must be finite")
-    return g
 
 
 def grasp_nms(grasps, translation_thresh=0.03, rotation_thresh=np.radians(30)):

@@ -22,7 +22,9 @@ Both cost O(grasps x points): pass the points near the grasps (see
 import numpy as np
 import torch
 
-from .views import GRIPPER
+from .gripper import GRIPPER, ParallelJawGripper
+from .grasps import as_grasps
+from .rays import first_hits
 
 
 def _tensor(x, name, shape_tail, dtype, device):
@@ -132,3 +134,51 @@ def gripper_reach(depth_max, max_width=GRIPPER.max_width, gripper=GRIPPER, appro
     x = max(abs(depth_max), back - min(depth_min, 0.0), abs(depth_min))  # regions span x in (d - back, d)
     y = max_width / 2 + gripper.finger_width
     return float(np.sqrt(x ** 2 + y ** 2 + (gripper.height / 2) ** 2)) + 1e-6
+
+
+# --------------------------------------------------------------------------- mesh checks (Dex-Net planar grasps)
+
+def _finger_boxes(centers, rotations, widths, gripper):
+    """World corners of both open fingers, [N, 16, 3]."""
+    c, R, w = as_grasps(centers, rotations, widths)
+    g = gripper
+    corners = [(x, side, dy, z) for side in (-1.0, 1.0) for x in (g.tip_depth - g.finger_length, g.tip_depth)
+               for dy in (0.0, g.finger_width) for z in (-0.5 * g.finger_height, 0.5 * g.finger_height)]
+    x, side, dy, z = (np.array(v)[None] for v in zip(*corners))   # each [1, 16]
+    local = np.stack(np.broadcast_arrays(x, side * (0.5 * w[:, None] + dy), z), -1)  # [N, 16, 3]
+    return c[:, None] + np.einsum("nij,nkj->nki", R, local)
+
+
+def table_collision(centers, rotations, widths, gripper=ParallelJawGripper(), table_point=(0, 0, 0),
+                    table_normal=(0, 0, 1), clearance=0.0):
+    """[N] bool: a finger (a box, so its corners decide) reaches below the table
+    plane (through ``table_point`` with upward ``table_normal``) + clearance."""
+    nrm = np.asarray(table_normal, dtype=np.float64)
+    if nrm.shape != (3,) or not np.linalg.norm(nrm) > 0:
+        raise ValueError(f"table_normal must be a non-zero 3-vector, got {table_normal!r}")
+    nrm = nrm / np.linalg.norm(nrm)
+    corners = _finger_boxes(centers, rotations, widths, gripper)
+    height = ((corners - np.asarray(table_point, dtype=np.float64)) * nrm).sum(-1)
+    return (height < clearance).any(1)
+
+
+def approach_collision(mesh, centers, rotations, widths, gripper=ParallelJawGripper(), reach=1.0):
+    """[N] bool: an open finger sweeps through the object while the gripper
+    moves in along its approach axis to the grasp pose. Tested by rays along
+    +x through each finger's cross-section (a 5 x 5 grid incl. its edges: an
+    object poking less than a grid step, 2.5 mm x 5 mm at the defaults,
+    between rays is missed), from ``reach`` metres behind the fingertip to it."""
+    c, R, w = as_grasps(centers, rotations, widths)
+    g = gripper
+    x_ax, y_ax, z_ax = R[:, :, 0], R[:, :, 1], R[:, :, 2]
+    offsets = [(side, dy, dz) for side in (-1.0, 1.0) for dy in np.linspace(0, g.finger_width, 5)
+               for dz in np.linspace(-0.5 * g.finger_height, 0.5 * g.finger_height, 5)]
+    origins, dirs = [], []
+    tip = c + g.tip_depth * x_ax
+    for side, dy, dz in offsets:
+        lateral = side * (0.5 * w[:, None] + dy) * y_ax + dz * z_ax
+        origins.append(tip + lateral - reach * x_ax)
+        dirs.append(x_ax)
+    n, k = len(c), len(offsets)
+    hit, *_ = first_hits(mesh, np.concatenate(origins), np.concatenate(dirs), np.full(n * k, reach))
+    return hit.reshape(k, n).any(0)

@@ -1,4 +1,5 @@
-"""GraspNet-1Billion's grasp parameterisation (graspnetAPI / GSNet conventions).
+"""GraspNet-1Billion's grasp parameterisation (graspnetAPI / GSNet conventions), in
+NumPy (float64, for labels and evaluation) and torch (differentiable, for models).
 
 A 6-DoF parallel-jaw grasp at a point is indexed by (view, angle, depth):
 
@@ -11,12 +12,10 @@ A 6-DoF parallel-jaw grasp at a point is indexed by (view, angle, depth):
   z0 = x cross y0, then an in-plane rotation by ``angle`` about x:
   R = [x, y0, z0] @ Rx(angle). Columns: x approach, y closing, z height.
 - angles: 12 over pi, angle_k = k pi / 12; depths {0.01, 0.02, 0.03, 0.04} m.
-- gripper (``GRIPPER``): finger width 0.01 m, height 0.02 m, depth base
-  0.02 m, maximum width 0.1 m; GSNet's model-free detector's finger length 0.06 m.
+- the gripper's dimensions: ``gripper.GRIPPER``.
 """
-from dataclasses import dataclass
-
 import numpy as np
+import torch
 
 NUM_VIEWS = 300
 NUM_ANGLES = 12
@@ -24,19 +23,6 @@ NUM_DEPTHS = 4
 ANGLES = np.arange(NUM_ANGLES) * np.pi / NUM_ANGLES
 DEPTHS = np.array([0.01, 0.02, 0.03, 0.04])
 FRICTIONS = np.round(np.arange(1, 11) * 0.1, 10)  # the label grid {0.1, ..., 1.0}
-
-
-@dataclass(frozen=True)
-class GraspNetGripper:
-    """graspnetAPI's parallel-jaw gripper (metres)."""
-    height: float = 0.02         # extent along z
-    finger_width: float = 0.01   # thickness along the closing axis y
-    depth_base: float = 0.02     # fingers reach back to x = -depth_base (graspnetAPI's evaluation)
-    finger_length: float = 0.06  # GSNet ModelFreeCollisionDetector: fingers span x in (depth - 0.06, depth)
-    max_width: float = 0.1
-
-
-GRIPPER = GraspNetGripper()
 
 
 def generate_views(n=NUM_VIEWS, phi=(np.sqrt(5) - 1) / 2, center=(0.0, 0.0, 0.0), radius=1.0):
@@ -83,3 +69,33 @@ def grasp_rotations(views=None):
     if idx.size and (idx.min() < 0 or idx.max() >= NUM_VIEWS):
         raise ValueError(f"views must be indices in [0, {NUM_VIEWS}), got range [{idx.min()}, {idx.max()}]")
     return viewpoint_params_to_matrix(-all_views[idx][:, None, :], ANGLES[None, :])
+
+
+# --------------------------------------------------------------------------- torch (models)
+
+def grasp_views(num_view=300, device=None, dtype=torch.float32):
+    """graspnetAPI's Fibonacci views as a [num_view, 3] tensor (GSNet's ``generate_grasp_views``)."""
+    return torch.as_tensor(generate_views(num_view), dtype=dtype, device=device)
+
+
+def batch_viewpoint_params_to_matrix(towards, angle):
+    """Rotations [..., 3, 3] from approach vectors ``towards`` [..., 3] and in-plane angles
+    [...] (GSNet's / graspnetAPI's convention): x = towards / |towards|,
+    y0 = (-x_y, x_x, 0) normalised ((0, 1, 0) when x is vertical), z0 = x cross y0,
+    R = [x, y0, z0] @ Rx(angle). Differentiable, any float dtype."""
+    if not isinstance(towards, torch.Tensor) or towards.shape[-1:] != (3,):
+        raise ValueError(f"towards must be a [..., 3] tensor, got "
+                         f"{tuple(towards.shape) if isinstance(towards, torch.Tensor) else type(towards).__name__}")
+    angle = torch.as_tensor(angle, dtype=towards.dtype, device=towards.device)
+    shape = torch.broadcast_shapes(towards.shape[:-1], angle.shape)
+    x = towards.expand(*shape, 3)
+    angle = angle.expand(shape)
+    zero = torch.zeros_like(x[..., 0])
+    y = torch.stack([-x[..., 1], x[..., 0], zero], -1)
+    vertical = (y == 0).all(-1, keepdim=True)
+    y = torch.where(vertical, torch.tensor([0.0, 1.0, 0.0], dtype=x.dtype, device=x.device), y)
+    x = x / x.norm(dim=-1, keepdim=True)
+    y = y / y.norm(dim=-1, keepdim=True)
+    z = torch.cross(x, y, dim=-1)
+    c, s = torch.cos(angle)[..., None], torch.sin(angle)[..., None]
+    return torch.stack([x, c * y + s * z, c * z - s * y], -1)

@@ -31,9 +31,9 @@ import os
 import numpy as np
 import torch
 
-from .antipodal import close_jaws, required_friction
-from .collision import finger_collision, gripper_reach, near_points
-from .views import ANGLES, DEPTHS, FRICTIONS, GRIPPER, NUM_VIEWS, grasp_rotations
+from ..geometry.collision import finger_collision, gripper_reach, near_points
+from ..geometry.jaws import jaw_contacts
+from ..geometry.views import ANGLES, DEPTHS, FRICTIONS, NUM_VIEWS, grasp_rotations
 
 
 def _check_mesh(mesh):
@@ -94,28 +94,6 @@ def friction_score(mu):
     mu = np.asarray(mu, dtype=np.float64)
     k = np.searchsorted(FRICTIONS, np.where(np.isfinite(mu), mu, np.inf) - 1e-9, side="left")
     return np.where(k < len(FRICTIONS), FRICTIONS[np.minimum(k, len(FRICTIONS) - 1)], -1.0)
-
-
-def jaw_contacts(mesh, translations, rotations, depths, max_width=GRIPPER.max_width, width_margin=0.01):
-    """Closes the jaws of grasps as the labels do (see the module docstring):
-    (required mu [G] (inf: no grasp), width [G]). ``max_width``: the opening
-    the jaws close from, a number or [G] (the evaluator passes each grasp's
-    width)."""
-    t = np.asarray(translations, dtype=np.float64)
-    R = np.asarray(rotations, dtype=np.float64)
-    d = np.broadcast_to(np.asarray(depths, dtype=np.float64), (len(t),))
-    max_width = np.broadcast_to(np.asarray(max_width, dtype=np.float64), (len(t),))
-    if len(t) == 0:
-        return np.zeros(0), np.zeros(0)
-    line = t + 0.5 * d[:, None] * R[:, :, 0]
-    con = close_jaws(mesh, line, R, max_width)
-    mu = required_friction(con, R)
-    y = R[:, :, 1]
-    s1, s2 = ((con["p1"] - line) * y).sum(1), ((con["p2"] - line) * y).sum(1)
-    need = 2 * np.maximum(np.abs(s1), np.abs(s2))
-    mu = np.where(con["contact"] & (need <= max_width + 1e-9), mu, np.inf)
-    width = np.where(con["contact"], np.minimum(need + width_margin, max_width), max_width)
-    return mu, width
 
 
 def object_grasp_labels(mesh, num_points=300, views=None, seed=0, collision_spacing=0.005, device=None,
@@ -181,5 +159,5 @@ def write_object_labels(root, obj_id, num_points=300, views=None, seed=0, overwr
     return True
 
 
-__all__ = ["NUM_VIEWS", "friction_score", "grasp_grid", "jaw_contacts", "label_points", "object_grasp_labels",
+__all__ = ["NUM_VIEWS", "friction_score", "grasp_grid", "label_points", "object_grasp_labels",
            "surface_points", "write_object_labels", "save_npz_atomic", "grasp_label_path"]

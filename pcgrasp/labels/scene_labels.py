@@ -24,9 +24,9 @@ import os
 import numpy as np
 import torch
 
-from .collision import gripper_reach, model_free_collision, near_points
+from ..geometry.collision import gripper_reach, model_free_collision, near_points
 from .grasp_labels import grasp_label_path, save_npz_atomic, surface_points
-from .views import ANGLES, DEPTHS, NUM_VIEWS, generate_views, grasp_rotations, viewpoint_params_to_matrix
+from ..geometry.views import ANGLES, DEPTHS, NUM_VIEWS, generate_views, grasp_rotations, viewpoint_params_to_matrix
 
 
 def load_grasp_labels(root, obj_id):

@@ -8,8 +8,8 @@ from .grasp import AttentionPool, GraspModel, WTAHead, MSEHead
 from .ebm import GraspEnergyModel
 from .minkunet import MinkUNet14D, ResUNet14
 from .graspcontrast import GraspContrast
-from .gsnet import GraspNet, GSNet, load_backbone_checkpoint, load_gsnet_checkpoint, pred_decode
-from .gsnet_labels import match_grasp_view_and_label, process_grasp_labels
+from .gsnet import (GraspNet, GSNet, load_backbone_checkpoint, load_gsnet_checkpoint, match_grasp_view_and_label,
+                    pred_decode, process_grasp_labels)
 
 __all__ = ["PatchTokenizer", "TransformerEncoder", "PointEncoder", "PointJEPA", "sample_blocks", "ema_update",
            "ema_momentum", "AttentionPool", "GraspModel", "WTAHead", "MSEHead", "GraspEnergyModel",

@@ -4,6 +4,8 @@ feature propagation) over a batch of procedural object clouds, each op
 checked against a brute-force PyTorch computation and timed.
 
     python -m pcgrasp.ops_demo [--batch 32] [--points 4096] [--device cpu|cuda]
+
+The clouds are built in (``clouds.object_clouds``: random primitives), so it needs no data.
 """
 import argparse
 import time
@@ -12,7 +14,7 @@ import torch
 
 import pcgrasp
 from pcgrasp import ops
-from pcgrasp.synthetic import object_clouds
+from .clouds import object_clouds
 
 
 def _timed(fn, device):
@@ -90,6 +92,3 @@ def main(argv=None):
     print(f"mean ball-query hits per centre: {bcount.float().mean():.1f}/{a.k}; "
           f"feature grad norm {feats.grad.norm():.3f}")
 
-
-if __name__ == "__main__":
-    main()

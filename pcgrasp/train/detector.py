@@ -36,7 +36,7 @@ import torch
 
 from ..data.graspnet import GraspNetScenes, sample_indices
 from ..data.synthetic.scenes import parse_scene_ids
-from ..losses_gsnet import get_loss
+from ..models.gsnet import get_loss
 from ..metrics import mean_sd
 from .engine import fit, pick_device, rank_zero_first, seed_everything, world
 
@@ -357,9 +357,8 @@ def collision_free(grasps, cloud, voxel_size=0.01, collision_thresh=0.01, approa
     """[N] bool: the grasps (an [N, 17] GraspGroup array) GSNet's test-time
     ``ModelFreeCollisionDetector`` keeps against the scene ``cloud`` [P, 3]
     (same frame) voxel-downsampled at ``voxel_size``; ``collision_thresh`` 0
-    counts any point (``labels.collision.model_free_collision``)."""
-    from ..eval.grasp_ap import check_grasp_array
-    from ..labels.collision import model_free_collision
+    counts any point (``geometry.collision.model_free_collision``)."""
+    from ..geometry import check_grasp_array, model_free_collision
 
     g = check_grasp_array(grasps)
     if len(g) == 0:
@@ -374,7 +373,8 @@ def collision_free(grasps, cloud, voxel_size=0.01, collision_thresh=0.01, approa
 def postprocess(grasps, cloud, collision_voxel=0.01, collision_thresh=0.01, nms=True, device=None):
     """Decoded grasps [N, 17] -> those without collision in ``cloud`` (when
     ``collision_thresh`` is not None), then grasp NMS (best first)."""
-    from ..eval.grasp_ap import check_grasp_array, grasp_nms
+    from ..eval.grasp_ap import grasp_nms
+    from ..geometry import check_grasp_array
 
     g = check_grasp_array(grasps)
     if collision_thresh is not None:

@@ -70,9 +70,9 @@ def make_view(image_index, seed, image_size=128, categories=OBJECT_CATEGORIES):
 
 def robust_grasp_metric(mesh, grasps, K, camera_pose, perturbations=8, rng=None, mu=0.5, gripper=None):
     """``METRIC_SCALE`` x the fraction of perturbed copies of each planar grasp
-    [N, 4] (the first copy unperturbed) that pass ``labels.grasp_success``
+    [N, 4] (the first copy unperturbed) that pass ``geometry.grasp_success``
     (antipodal at ``mu``, no finger through the object or below the table z = 0)."""
-    from ...labels import ParallelJawGripper, grasp_success
+    from ...geometry import ParallelJawGripper, grasp_success
 
     gripper = gripper or ParallelJawGripper()
     g = np.asarray(grasps, dtype=np.float64)
@@ -111,7 +111,7 @@ def sample_candidates(view, n, rng):
 def image_datapoints(image_index, seed, image_size=128, grasps_per_image=40, candidates=800, perturbations=8,
                      crop_size=32, crop_window=64, noise_sigma=0.0, gripper=None):
     """All datapoints of one image as the layout's fields (balanced)."""
-    from ...labels import ParallelJawGripper
+    from ...geometry import ParallelJawGripper
 
     gripper = gripper or ParallelJawGripper()
     view = make_view(image_index, seed, image_size)

@@ -31,8 +31,9 @@ import functools
 
 import torch
 
-from .. import ops
-from .gsnet import GRASP_MAX_WIDTH, batch_viewpoint_params_to_matrix, grasp_views
+from ... import ops
+from ...geometry.gripper import GRASP_MAX_WIDTH
+from ...geometry.views import batch_viewpoint_params_to_matrix, grasp_views
 
 __all__ = ["process_grasp_labels", "match_grasp_view_and_label", "VIEW_MU_THRESHOLD"]
 

@@ -25,11 +25,22 @@ Pipeline (``GraspNet.forward``):
 6. swad (SWADNet): 256 -> 256 (ReLU) -> 2 x num_angle x num_depth: grasp score and
    width (x 10) per angle and depth.
 
+As the public code: a cloud with k < ``num_seed`` graspable points gets its k FPS picks and
+then its first pick (FPS's start, index 0 among the graspable points) repeated for the
+remaining ``num_seed - k`` seeds, as pointnet2's CUDA FPS returns once every point is taken.
+
+Which flag decides training behaviour: training-mode view sampling and label assignment
+run only when the model was built with ``is_training=True`` (GSNet's constructor flag)
+AND is in ``train()`` mode (``GraspNet.assigns_labels``). ``model.eval()`` therefore gives
+inference (argmax views, no labels needed) whatever ``is_training`` says, so a training
+model can be validated without rebuilding it; GSNet's public code looks at ``is_training``
+alone (its ``eval()`` only switches BatchNorm), so there a training model under ``eval()``
+still samples views and needs labels. ``is_training=False`` never assigns labels.
+
 Deviations from the public code (behaviour only, names and shapes are the same):
 
-- A cloud with fewer graspable points than ``num_seed`` gets all of them (in FPS order)
-  and then repeats that list cyclically; a cloud with no graspable point samples its seeds
-  from all of its points (GSNet's pointnet2 FPS reads out of range / crashes there).
+- A cloud with no graspable point samples its seeds from all of its points (GSNet's
+  pointnet2 FPS reads out of range / crashes there).
   ``graspable_count_stage1`` counts the real graspable points.
 - Training-mode view sampling: a seed whose view scores are all equal samples uniformly
   (the min-max normalisation gives all zeros there and ``torch.multinomial`` fails).
@@ -41,50 +52,18 @@ Deviations from the public code (behaviour only, names and shapes are the same):
 """
 import math
 
-import numpy as np
 import torch
 import torch.nn as tnn
 import torch.nn.functional as F
 
-from .. import nn as snn
-from .. import ops
-from ..labels.views import generate_views
-from .minkunet import GSNET_PLANES, MinkUNet14D
+from ... import nn as snn
+from ... import ops
+from ...geometry.views import batch_viewpoint_params_to_matrix, grasp_views  # noqa: F401  (re-exported)
+from ..minkunet import GSNET_PLANES, MinkUNet14D
+from .labels import match_grasp_view_and_label, process_grasp_labels
 
 __all__ = ["GraspNet", "GSNet", "GraspableNet", "ApproachNet", "CloudCrop", "SWADNet", "SharedMLP",
-           "batch_viewpoint_params_to_matrix", "grasp_views", "graspable_seeds", "sample_views", "pred_decode",
-           "load_backbone_checkpoint", "load_gsnet_checkpoint", "GRASP_MAX_WIDTH"]
-
-GRASP_MAX_WIDTH = 0.1
-
-
-def grasp_views(num_view=300, device=None, dtype=torch.float32):
-    """graspnetAPI's Fibonacci views as a [num_view, 3] tensor (GSNet's ``generate_grasp_views``)."""
-    return torch.as_tensor(generate_views(num_view), dtype=dtype, device=device)
-
-
-def batch_viewpoint_params_to_matrix(towards, angle):
-    """Rotations [..., 3, 3] from approach vectors ``towards`` [..., 3] and in-plane angles
-    [...] (GSNet's / graspnetAPI's convention): x = towards / |towards|,
-    y0 = (-x_y, x_x, 0) normalised ((0, 1, 0) when x is vertical), z0 = x cross y0,
-    R = [x, y0, z0] @ Rx(angle). Differentiable, any float dtype."""
-    if not isinstance(towards, torch.Tensor) or towards.shape[-1:] != (3,):
-        raise ValueError(f"towards must be a [..., 3] tensor, got "
-                         f"{tuple(towards.shape) if isinstance(towards, torch.Tensor) else type(towards).__name__}")
-    angle = torch.as_tensor(angle, dtype=towards.dtype, device=towards.device)
-    shape = torch.broadcast_shapes(towards.shape[:-1], angle.shape)
-    x = towards.expand(*shape, 3)
-    angle = angle.expand(shape)
-    zero = torch.zeros_like(x[..., 0])
-    y = torch.stack([-x[..., 1], x[..., 0], zero], -1)
-    vertical = (y == 0).all(-1, keepdim=True)
-    y = torch.where(vertical, torch.tensor([0.0, 1.0, 0.0], dtype=x.dtype, device=x.device), y)
-    x = x / x.norm(dim=-1, keepdim=True)
-    y = y / y.norm(dim=-1, keepdim=True)
-    z = torch.cross(x, y, dim=-1)
-    c, s = torch.cos(angle)[..., None], torch.sin(angle)[..., None]
-    return torch.stack([x, c * y + s * z, c * z - s * y], -1)
-
+           "graspable_seeds", "sample_views"]
 
 def sample_views(view_score, generator=None):
     """GSNet's training-time view choice: per seed one view index drawn with probability
@@ -242,8 +221,9 @@ def graspable_seeds(xyz, graspable, num_seed):
     """Seed indices [B, num_seed] into dimension 1 of ``xyz`` [B, N, 3]: FPS (index-0
     start) among each cloud's ``graspable`` [B, N] points, one ragged call for the batch.
 
-    A cloud with k < num_seed graspable points gets its k FPS picks repeated cyclically;
-    a cloud with none samples among all of its points. N must be >= 1."""
+    A cloud with k < num_seed graspable points gets its k FPS picks followed by its first
+    pick repeated (GSNet: pointnet2's FPS returns index 0 once every point is taken); a
+    cloud with none samples among all of its points. N must be >= 1."""
     if not isinstance(xyz, torch.Tensor) or xyz.dim() != 3 or xyz.shape[2] != 3:
         raise ValueError(f"xyz must be a [B, N, 3] tensor, got "
                          f"{tuple(xyz.shape) if isinstance(xyz, torch.Tensor) else type(xyz).__name__}")
@@ -258,9 +238,8 @@ def graspable_seeds(xyz, graspable, num_seed):
     mask = graspable | ~graspable.any(1, keepdim=True)           # no graspable point: all points
     padded, lengths, index = ops.masked_to_padded(xyz, mask, return_index=True)
     fps = ops.farthest_point_sample(padded, num_seed, lengths=lengths)   # [B, num_seed], -1 past the count
-    got = torch.clamp(lengths, max=num_seed).clamp_min(1)
-    slot = torch.arange(num_seed, device=xyz.device).unsqueeze(0) % got.unsqueeze(1)
-    return index.gather(1, fps.gather(1, slot))
+    fps = torch.where(fps >= 0, fps, fps[:, :1])                         # past the count: the first pick
+    return index.gather(1, fps)
 
 
 # --------------------------------------------------------------------------- model
@@ -275,8 +254,8 @@ class GraspNet(tnn.Module):
 
     ``forward(end_points)`` needs ``point_clouds`` [B, N, 3] (camera frame, metres); when
     ``is_training`` and the module is in training mode it also assigns labels
-    (``gsnet_labels``) and needs the batch's label keys. Writes GSNet's keys (see the
-    module docstring and ``pcgrasp/models/gsnet_labels.py``)."""
+    (``gsnet.labels``) and needs the batch's label keys. Writes GSNet's keys (see the
+    module docstring and ``pcgrasp/models/gsnet/labels.py``)."""
 
     def __init__(self, cylinder_radius=0.05, seed_feat_dim=512, is_training=True, num_view=300, num_angle=12,
                  num_depth=4, num_seed=1024, voxel_size=0.005, graspness_threshold=0.1, hmin=-0.02, hmax=0.04,
@@ -306,6 +285,8 @@ class GraspNet(tnn.Module):
 
     @property
     def assigns_labels(self):
+        """True when forward samples views and assigns labels: built with ``is_training``
+        and in ``train()`` mode (see the module docstring)."""
         return self.is_training and self.training
 
     def point_features(self, points):
@@ -340,8 +321,6 @@ class GraspNet(tnn.Module):
         end_points, res_feat = self.rotation(seed_feat, end_points)
         seed_feat = seed_feat + res_feat
         if self.assigns_labels:
-            from .gsnet_labels import match_grasp_view_and_label, process_grasp_labels
-
             end_points = process_grasp_labels(end_points)
             rot, end_points = match_grasp_view_and_label(end_points)
             views = grasp_views(self.num_view, xyz.device, xyz.dtype)
@@ -354,96 +333,3 @@ class GraspNet(tnn.Module):
 
 
 GSNet = GraspNet
-
-
-# --------------------------------------------------------------------------- decode
-
-def pred_decode(end_points, num_angle=None, num_depth=None):
-    """GSNet's ``pred_decode``: per cloud a [M, 17] tensor in graspnetAPI's GraspGroup column
-    order (score, width, height, depth, rotation 9 row-major, translation 3, object_id = -1).
-
-    Per seed the best (angle, depth) cell of ``grasp_score_pred`` [B, M, A, D]; angle =
-    a pi / A, depth = (d + 1) * 0.01 m; width = 1.2 * grasp_width_pred / 10 clipped to
-    [0, 0.1]; height 0.02; rotation ``batch_viewpoint_params_to_matrix(-grasp_top_view_xyz,
-    angle)``; translation ``xyz_graspable``. Returns float32 tensors (computed in the
-    predictions' dtype)."""
-    for key in ("grasp_score_pred", "grasp_width_pred", "grasp_top_view_xyz", "xyz_graspable"):
-        if key not in end_points:
-            raise ValueError(f"end_points lacks {key!r} (run the model first)")
-    score = end_points["grasp_score_pred"]
-    width = end_points["grasp_width_pred"]
-    if score.dim() != 4 or width.shape != score.shape:
-        raise ValueError(f"grasp_score_pred and grasp_width_pred must both be [B, M, A, D], got "
-                         f"{tuple(score.shape)} and {tuple(width.shape)}")
-    B, M, A, D = score.shape
-    center = end_points["xyz_graspable"]
-    view_xyz = end_points["grasp_top_view_xyz"]
-    if center.shape != (B, M, 3) or view_xyz.shape != (B, M, 3):
-        raise ValueError(f"xyz_graspable and grasp_top_view_xyz must be [{B}, {M}, 3], got "
-                         f"{tuple(center.shape)} and {tuple(view_xyz.shape)}")
-    dt = torch.promote_types(score.dtype, torch.float32)  # half predictions (autocast) decode in float32
-    score, width = score.to(dt), width.to(dt)
-    s, ind = score.reshape(B, M, A * D).max(-1)
-    angle = (ind // D).to(dt) * (np.pi / A)
-    depth = (ind % D + 1).to(dt) * 0.01
-    w = (1.2 * width.reshape(B, M, A * D) / 10.0).gather(2, ind.unsqueeze(-1)).squeeze(-1)
-    w = w.clamp(0.0, GRASP_MAX_WIDTH)
-    rot = batch_viewpoint_params_to_matrix(-view_xyz.to(dt), angle).reshape(B, M, 9)
-    ones = torch.ones_like(s)
-    out = torch.cat([s[..., None], w[..., None], 0.02 * ones[..., None], depth[..., None], rot,
-                     center.to(dt), -ones[..., None]], -1)
-    return [g.float() for g in out.detach().unbind(0)]
-
-
-# --------------------------------------------------------------------------- checkpoints
-
-def _check_state(own, state, path, what, hint):
-    """ValueError naming missing / unexpected keys or the first shape mismatch of ``state``
-    against the module's ``own`` state_dict."""
-    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
-    if missing or unexpected:
-        raise ValueError(f"{path}: not a {what} state_dict for this model: missing {missing[:5]}"
-                         f"{'...' if len(missing) > 5 else ''}, unexpected {unexpected[:5]}"
-                         f"{'...' if len(unexpected) > 5 else ''}")
-    for k, v in own.items():
-        if tuple(state[k].shape) != tuple(v.shape):
-            raise ValueError(f"{path}: {k} has shape {tuple(state[k].shape)} but the model expects "
-                             f"{tuple(v.shape)} ({hint})")
-
-
-def _load(path, map_location):
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    if not isinstance(ckpt, dict):
-        raise ValueError(f"{path}: expected a state_dict or checkpoint dict, got {type(ckpt).__name__}")
-    return ckpt
-
-
-def load_backbone_checkpoint(model, path, map_location="cpu"):
-    """Loads a ``backbone.pt`` (a MinkUNet14D 3 -> C state_dict, as ``pcgrasp contrast-pretrain``
-    writes; or a full GSNet checkpoint, whose ``backbone.*`` is taken) into ``model.backbone``
-    with strict=True. Raises ValueError naming the mismatch (missing / unexpected keys, or the
-    first parameter whose shape differs: another C or other planes) before touching the model."""
-    if not isinstance(model, GraspNet):
-        raise ValueError(f"model must be a GraspNet, got {type(model).__name__}")
-    state = _load(path, map_location)
-    if "model_state_dict" in state:
-        state = {k[len("backbone."):]: v for k, v in state["model_state_dict"].items() if k.startswith("backbone.")}
-    _check_state(model.backbone.state_dict(), state, path, "MinkUNet14D",
-                 "a different seed_feat_dim (output channels) or planes?")
-    model.backbone.load_state_dict(state, strict=True)
-    return model
-
-
-def load_gsnet_checkpoint(model, path, map_location="cpu"):
-    """Loads a GSNet checkpoint (graspness_implementation's ``{"model_state_dict": ...,
-    "epoch": ..., "optimizer_state_dict": ...}``, or a bare state_dict) into ``model`` with
-    strict=True; returns the checkpoint's epoch (None when it has none). Raises ValueError
-    naming missing / unexpected keys or the first shape mismatch."""
-    if not isinstance(model, GraspNet):
-        raise ValueError(f"model must be a GraspNet, got {type(model).__name__}")
-    ckpt = _load(path, map_location)
-    state = ckpt.get("model_state_dict", ckpt)
-    _check_state(model.state_dict(), state, path, "GSNet",
-                 "other seed_feat_dim, num_view, num_angle, num_depth or planes?")
-    model.load_state_dict(state, strict=True)
-    return ckpt.get("epoch") if "model_state_dict" in ckpt else None

@@ -1,0 +1,42 @@
+"""First ray hits on a mesh, in bounded chunks.
+
+trimesh's ray casting (Embree through ``embreex`` when installed, else its pure
+NumPy / rtree caster) holds every candidate ray-triangle pair of a call in memory:
+without Embree about 23 kB per ray on the GraspNet-like meshes measured (100k rays
+-> 2.3 GB). Casting ``chunk`` rays per call bounds the peak whatever the number of
+grasps.
+"""
+import numpy as np
+
+RAY_CHUNK = 16384  # ~0.4 GB peak per call without Embree, far less with it
+
+
+def first_hits(mesh, origins, dirs, max_dist, chunk=RAY_CHUNK):
+    """First hit of each ray (origins, unit dirs [N, 3]) within [0, max_dist [N]]
+    on ``mesh``: (hit [N] bool, t [N] (inf without a hit), point [N, 3], outward
+    face normal [N, 3])."""
+    if not (isinstance(chunk, (int, np.integer)) and chunk >= 1):
+        raise ValueError(f"chunk must be an integer >= 1, got {chunk!r}")
+    origins = np.asarray(origins, dtype=np.float64)
+    dirs = np.asarray(dirs, dtype=np.float64)
+    max_dist = np.broadcast_to(np.asarray(max_dist, dtype=np.float64), (len(origins),))
+    n = len(origins)
+    hit, t = np.zeros(n, bool), np.full(n, np.inf)
+    pts, nrm = np.zeros((n, 3)), np.zeros((n, 3))
+    for s in range(0, n, chunk):
+        e = min(n, s + chunk)
+        loc, ray, tri = mesh.ray.intersects_location(origins[s:e], dirs[s:e], multiple_hits=True)
+        if not len(ray):
+            continue
+        ray = np.asarray(ray) + s
+        tt = ((loc - origins[ray]) * dirs[ray]).sum(1)
+        keep = (tt >= 0) & (tt <= max_dist[ray])
+        loc, ray, tri, tt = loc[keep], ray[keep], tri[keep], tt[keep]
+        if not len(ray):
+            continue
+        order = np.lexsort((tt, ray))  # per ray, nearest first
+        ray, tt, loc, tri = ray[order], tt[order], loc[order], tri[order]
+        first = np.r_[True, ray[1:] != ray[:-1]]
+        r = ray[first]
+        hit[r], t[r], pts[r], nrm[r] = True, tt[first], loc[first], mesh.face_normals[tri[first]]
+    return hit, t, pts, nrm

@@ -31,6 +31,7 @@ def run_cli(*args, cwd):
     (("ebm", "train", "--config", "no_such_config"), "no_such_config"),
     (("evaluate-grasps", "--dump-dir", "no_such_dir", "--root", "no_such_root"), "no_such"),
     (("ebm", "generate", "--images", "many"), "--images"),
+    (("detection-untrained", "--seeds", "-1"), "--seeds"),
 ])
 def test_bad_input_is_one_line_naming_the_argument(tmp_path, args, names):
     r = run_cli(*args, cwd=tmp_path)

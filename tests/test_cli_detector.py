@@ -33,10 +33,50 @@ def _fails(argv, capsys):
     (["evaluate-detector", "--checkpoint", ".", "eval.anns=all"], "eval.anns"),
     (["detection-sweep", "sweep.inits=[scratch,imagenet]", "--report-only"], "sweep.inits"),
     (["detection-sweep", "data.test_scenes=0-3"], "data.test_scenes"),
+    (["detection-untrained", "data.test_scenes=0-3"], "data.test_scenes"),
+    (["detection-untrained", "--config", "no_such_config"], "no_such_config"),
     (["demo", "detection", "--config", "no_such_config"], "no_such_config"),
 ])
 def test_bad_arguments_name_the_argument(argv, name, capsys):
     assert name in _fails(argv, capsys)
+
+
+@pytest.mark.parametrize("seeds, why", [("x", "cannot parse"), ("-1", ">= 0"), ("0--2", ">= 0"), ("2-0", "ends before"),
+                                        ("", "no seeds")])
+def test_untrained_bad_seeds_are_a_usage_error(seeds, why, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["detection-untrained", "--seeds", seeds])
+    err = capsys.readouterr().err
+    assert e.value.code == 2 and "Traceback" not in err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pcgrasp detection-untrained: error: argument --seeds: ")
+    assert why in lines[0]
+
+
+def test_untrained_bad_json_is_named(tmp_path, capsys):
+    folder = tmp_path / "dir"
+    folder.mkdir()
+    (tmp_path / "list.json").write_text("[1, 2]")
+    (tmp_path / "text.json").write_text("not json")
+    for path in (folder, tmp_path / "list.json", tmp_path / "text.json"):
+        assert str(path) in _fails(["detection-untrained", "--json", str(path), "--quiet", "threads=null"], capsys)
+
+
+def test_untrained_passes_its_arguments(monkeypatch, capsys):
+    from pcgrasp.train import detector_sweep as S
+
+    got = {}
+
+    def fake(cfg, seeds, json_path=None, progress=True):
+        got.update(cfg=cfg, seeds=seeds, json_path=json_path, progress=progress)
+        return {}, [], {"test_seen": (1.5, 0.25)}
+
+    monkeypatch.setattr(S, "run_untrained", fake)
+    assert main(["detection-untrained", "--seeds", "0,2-3", "--json", "u.json", "--quiet", "eval.anns=null"]) == 0
+    assert (got["seeds"], got["json_path"], got["progress"]) == ([0, 2, 3], "u.json", False)
+    assert got["cfg"]["eval"]["anns"] is None
+    assert capsys.readouterr().out == "[untrained] test_seen: AP 1.50 ± 0.25 (mean ± sample SD over seeds 0,2,3)\n"
+    assert main(["detection-untrained"]) == 0 and got["seeds"] == [0, 1, 2] and got["json_path"] is None
 
 
 def test_train_detector_passes_its_arguments(monkeypatch, tmp_path, capsys):

@@ -8,7 +8,7 @@
 - ``labels``: GraspNet-1B grasp / collision labels, graspness (labels) and AP (evaluate-grasps)
 - ``contrast``: GraspContrast pretraining (contrast-pretrain, contrast-evaluate, contrast-report)
 - ``detector``: the GSNet-style grasp detector (train-detector, evaluate-detector, detection-sweep,
-  demo detection)
+  detection-untrained, demo detection)
 
 ``--config`` takes a YAML path or the name of a packaged config. Trailing
 ``key.sub=value`` arguments override the config. Under torchrun the training

@@ -4,16 +4,21 @@
     pcgrasp evaluate-detector --config detector_demo --checkpoint RUN_DIR_OR_MODEL_PT [--scenes 100-101]
     pcgrasp detection-sweep --config detector_demo      # Tables I/II (markdown) + AP-vs-budget PNG
     pcgrasp detection-sweep --config detector_demo --report-only   # the tables of the finished runs
+    pcgrasp detection-untrained --config detector_demo --seeds 0-2 [--json untrained.json]   # chance reference
     pcgrasp demo detection                              # scenes + labels, pretrain, fine-tune both ways, AP
 
 The synthetic scenes and the training scenes' labels are written under
 ``data.root`` when missing (finished files are skipped); ``--init
 graspcontrast`` pretrains the backbone with the contrast pipeline when its
 backbone.pt is missing (or takes ``--backbone``). Trailing ``key.sub=value``
-arguments override the config. Under torchrun ``train-detector`` runs
-data-parallel (DDP). ``pcgrasp demo detection`` is the detector's demo beside
-``pcgrasp demo`` (the Point-JEPA one, unchanged).
+arguments override the config. ``detection-untrained`` scores randomly
+initialised detectors (one per seed, under ``<sweep.out>/runs/untrained_s<seed>``)
+and writes ``<sweep.out>/untrained.json`` (or ``--json``); seeds already there,
+or whose folder holds metrics.json, are skipped. Under torchrun
+``train-detector`` runs data-parallel (DDP). ``pcgrasp demo detection`` is the
+detector's demo beside ``pcgrasp demo`` (the Point-JEPA one, unchanged).
 """
+import argparse
 import json
 import os
 import time
@@ -62,14 +67,15 @@ def cmd_train(a):
 
 
 def cmd_evaluate(a):
-    from ..train import detector
+    from ..train import detector_eval
 
     cfg = _checked("evaluate-detector", a)
     if not os.path.exists(a.checkpoint):
         _fail("evaluate-detector", f"--checkpoint {a.checkpoint} does not exist (a train-detector run folder or its "
                                    "model.pt)")
     try:
-        r = detector.evaluate_detector(cfg, a.checkpoint, scenes=a.scenes, dump_dir=a.dump_dir, progress=not a.quiet)
+        r = detector_eval.evaluate_detector(cfg, a.checkpoint, scenes=a.scenes, dump_dir=a.dump_dir,
+                                            progress=not a.quiet)
     except (ValueError, FileNotFoundError) as e:
         _fail("evaluate-detector", e)
     for s, v in sorted(r["scenes"].items(), key=lambda kv: int(kv[0])):
@@ -83,14 +89,40 @@ def cmd_evaluate(a):
 
 
 def cmd_sweep(a):
-    from ..train import detector
+    from ..train import detector_sweep
 
     cfg = _checked("detection-sweep", a)
     try:
-        _, tables = detector.run_sweep(cfg, progress=not a.quiet, report_only=a.report_only)
+        _, tables = detector_sweep.run_sweep(cfg, progress=not a.quiet, report_only=a.report_only)
     except (ValueError, FileNotFoundError) as e:
         _fail("detection-sweep", e)
     print(tables)
+    return 0
+
+
+def _seeds(spec):
+    """argparse ``type`` of ``--seeds``: the usage error names the option."""
+    from ..train.detector_sweep import parse_seeds
+
+    try:
+        return parse_seeds(spec)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def cmd_untrained(a):
+    from ..train import detector_sweep
+
+    cfg = _checked("detection-untrained", a)
+    if a.json is not None and os.path.isdir(a.json):
+        _fail("detection-untrained", f"--json {a.json} is a folder (give the JSON file's path)")
+    try:
+        _, _, summary = detector_sweep.run_untrained(cfg, a.seeds, a.json, progress=not a.quiet)
+    except (ValueError, FileNotFoundError) as e:
+        _fail("detection-untrained", e)
+    seeds = ",".join(map(str, a.seeds))
+    for split, (m, sd) in summary.items():
+        print(f"[untrained] {split}: AP {m:.2f} ± {sd:.2f} (mean ± sample SD over seeds {seeds})")
     return 0
 
 
@@ -98,7 +130,7 @@ def cmd_demo_detection(a):
     """``pcgrasp demo detection``: a tiny scene set and its labels, GraspContrast
     pretraining, fine-tuning from scratch and from the pretrained backbone,
     AP on the test scenes (a GPU when present)."""
-    from ..train import detector
+    from ..train import detector, detector_eval, detector_sweep
 
     cfg = _checked("demo detection", a)
     t0 = time.time()
@@ -112,15 +144,16 @@ def cmd_demo_detection(a):
     results = []
     for init in ("scratch", "graspcontrast"):
         run = detector.train_detector(cfg, init, 256, cfg.get("seed", 0), progress=not a.quiet)
-        r = detector.evaluate_detector(cfg, run, progress=not a.quiet)
+        r = detector_eval.evaluate_detector(cfg, run, progress=not a.quiet)
         results.append((init, r))
         print(f"[demo detection] {init:>13}: {_ap_line(r['splits'])} ({time.time() - t0:.0f} s)")
     splits = list(results[0][1]["splits"])
-    lines = ["| init | " + " | ".join(f"{s} {k}" for s in splits for k in detector.METRICS) + " |",
-             "|---|" + "---:|" * (len(splits) * len(detector.METRICS))]
+    metrics = detector_eval.METRICS
+    lines = ["| init | " + " | ".join(f"{s} {k}" for s in splits for k in metrics) + " |",
+             "|---|" + "---:|" * (len(splits) * len(metrics))]
     for init, r in results:
-        lines.append(f"| {detector.LABELS[init]} | " + " | ".join(f"{r['splits'][s][k]:.2f}" for s in splits
-                                                                  for k in detector.METRICS) + " |")
+        lines.append(f"| {detector_sweep.LABELS[init]} | " + " | ".join(f"{r['splits'][s][k]:.2f}" for s in splits
+                                                                        for k in metrics) + " |")
     table = "\n".join(lines)
     print(f"\nDetection AP on the test scenes (percent, frames {cfg['eval'].get('anns')} of each):\n")
     print(table)
@@ -146,7 +179,7 @@ def _demo(previous):
 
 
 def register(sub):
-    """Adds ``pcgrasp train-detector|evaluate-detector|detection-sweep`` and
+    """Adds ``pcgrasp train-detector|evaluate-detector|detection-sweep|detection-untrained`` and
     ``pcgrasp demo detection`` (registered after the Point-JEPA commands)."""
     t = with_config(sub.add_parser("train-detector", help="fine-tune the GSNet-style detector"), "detector_demo")
     t.add_argument("--init", choices=["graspcontrast", "scratch"], default="scratch",
@@ -170,6 +203,12 @@ def register(sub):
     s.add_argument("--report-only", action="store_true",
                    help="no training: the tables and plot of the finished runs (the missing ones listed)")
     s.set_defaults(func=cmd_sweep)
+    u = with_config(sub.add_parser("detection-untrained", help="AP of randomly initialised detectors, one per seed "
+                                                               "(the sweep's chance reference)"), "detector_demo")
+    u.add_argument("--seeds", type=_seeds, default="0-2", help="seeds, e.g. 0-2 or 0,3,5 (default 0-2)")
+    u.add_argument("--json", default=None, help="the results file (default <sweep.out>/untrained.json); seeds "
+                                                "already in it are skipped")
+    u.set_defaults(func=cmd_untrained)
     if "demo" in sub.choices:
         d = sub.choices["demo"]
         d.set_defaults(func=_demo(d.get_default("func")))

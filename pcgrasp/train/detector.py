@@ -1,8 +1,8 @@
-"""The GSNet-style grasp detector on top of the training engine: fine-tuning
-from scratch or from a GraspContrast ``backbone.pt`` with a frame budget,
-inference (decode -> model-free collision filter -> grasp NMS -> graspnetAPI
-dumps) and AP per test split, and the label-efficiency sweep (the
-GraspContrast paper's Tables I/II).
+"""The GSNet-style grasp detector on top of the training engine: config
+checks, the fine-tuning data (frame budgets), the model, the GraspContrast
+``backbone.pt`` hand-off and fine-tuning (``train_detector``). Inference and AP
+are in ``detector_eval``, the label-efficiency sweep (the GraspContrast
+paper's Tables I/II) and the untrained reference in ``detector_sweep``.
 
 Frame budgets. The paper fine-tunes on 1, 16 or 256 of the 256 frames of each
 GraspNet-1B training scene. A dataset with V views per scene maps a budget k
@@ -15,15 +15,6 @@ same number of optimiser steps and epochs: an epoch is always as long as the
 full budget's (``len(scenes) x V`` frames); smaller budgets cycle through
 their frames (``CycledFrames``), so only the number of distinct labelled
 frames differs between budgets, not the schedule (Adam, lr x 0.95 per epoch).
-
-Inference per test frame (GSNet's ``test.py``): ``data.num_points`` points
-sampled as in training (seeded per frame), the model in eval mode (argmax
-view), ``pred_decode`` ([num_seed, 17] per cloud) -> GSNet's model-free
-collision detector against the frame's whole workspace cloud voxel-downsampled
-at ``eval.collision_voxel`` (0.01 m, centroid per voxel), ``eval.collision_thresh``
-(0.01) and an approach distance of 0.05 m -> ``eval.grasp_nms`` (3 cm, 30
-degrees) -> ``<dump>/scene_<s:04d>/<camera>/<ann:04d>.npy`` ([N, 17],
-graspnetAPI's layout) -> ``eval.evaluate_scenes`` (AP, AP0.8, AP0.4 per split).
 """
 import contextlib
 import copy
@@ -34,16 +25,13 @@ import os
 import numpy as np
 import torch
 
-from ..data.graspnet import GraspNetScenes, sample_indices
+from ..data.graspnet import GraspNetScenes
 from ..data.synthetic.scenes import parse_scene_ids
 from ..models.gsnet import get_loss
-from ..metrics import mean_sd
 from .engine import fit, pick_device, rank_zero_first, seed_everything, world
 
 BUDGETS = (1, 16, 256)
 INITS = ("scratch", "graspcontrast", "graspcontrast_nofne")
-SPLIT_RANGES = {"test_seen": range(100, 130), "test_similar": range(130, 160), "test_novel": range(160, 190)}
-METRICS = ("AP", "AP0.8", "AP0.4")
 
 
 # ---------------------------------------------------------------- config
@@ -313,10 +301,19 @@ def train_detector(cfg, init="scratch", frames=256, seed=0, backbone=None, resum
                     "epoch_frames": len(ds), "distinct_frames": len(ds.dataset)}
         with open(os.path.join(run_dir, "settings.json"), "w") as f:
             json.dump(settings, f, indent=1)
-        tmp = os.path.join(run_dir, "model.pt.tmp")
-        torch.save({"model": model.state_dict(), "model_cfg": cfg["model"]}, tmp)
-        os.replace(tmp, os.path.join(run_dir, "model.pt"))
+        save_detector(model, cfg["model"], run_dir)
     return run_dir
+
+
+def save_detector(model, model_cfg, run_dir):
+    """Writes ``<run_dir>/model.pt`` (the weights and ``model_cfg``, what
+    ``load_detector`` reads) atomically; returns its path."""
+    os.makedirs(run_dir, exist_ok=True)
+    path = os.path.join(run_dir, "model.pt")
+    tmp = path + ".tmp"
+    torch.save({"model": model.state_dict(), "model_cfg": model_cfg}, tmp)
+    os.replace(tmp, path)
+    return path
 
 
 def load_detector(path, device="cpu"):
@@ -331,274 +328,3 @@ def load_detector(path, device="cpu"):
     model = build_model(state["model_cfg"])
     model.load_state_dict(state["model"], strict=True)
     return model.to(device).eval()
-
-
-# ---------------------------------------------------------------- inference
-def voxel_downsample(points, voxel_size):
-    """The centroid of the points in every occupied voxel of ``voxel_size``
-    (as Open3D's ``voxel_down_sample``, which GSNet's collision detector uses),
-    ordered by voxel."""
-    P = np.asarray(points, dtype=np.float64)
-    if P.ndim != 2 or P.shape[1] != 3:
-        raise ValueError(f"points must be [N, 3], got shape {P.shape}")
-    if not voxel_size > 0:
-        raise ValueError(f"voxel_size must be > 0, got {voxel_size!r}")
-    if len(P) == 0:
-        return P
-    _, inv, counts = np.unique(np.floor(P / voxel_size).astype(np.int64), axis=0, return_inverse=True,
-                               return_counts=True)
-    inv = inv.reshape(-1)
-    out = np.zeros((len(counts), 3))
-    np.add.at(out, inv, P)
-    return out / counts[:, None]
-
-
-def collision_free(grasps, cloud, voxel_size=0.01, collision_thresh=0.01, approach_dist=0.05, device=None):
-    """[N] bool: the grasps (an [N, 17] GraspGroup array) GSNet's test-time
-    ``ModelFreeCollisionDetector`` keeps against the scene ``cloud`` [P, 3]
-    (same frame) voxel-downsampled at ``voxel_size``; ``collision_thresh`` 0
-    counts any point (``geometry.collision.model_free_collision``)."""
-    from ..geometry import check_grasp_array, model_free_collision
-
-    g = check_grasp_array(grasps)
-    if len(g) == 0:
-        return np.zeros(0, bool)
-    scene = voxel_downsample(cloud, voxel_size)
-    hit = model_free_collision(scene, g[:, 13:16], g[:, 4:13].reshape(-1, 3, 3), g[:, 1], g[:, 3],
-                               heights=0.02, approach_dist=approach_dist, voxel_size=voxel_size,
-                               collision_thresh=collision_thresh, device=device)
-    return ~hit
-
-
-def postprocess(grasps, cloud, collision_voxel=0.01, collision_thresh=0.01, nms=True, device=None):
-    """Decoded grasps [N, 17] -> those without collision in ``cloud`` (when
-    ``collision_thresh`` is not None), then grasp NMS (best first)."""
-    from ..eval.grasp_ap import grasp_nms
-    from ..geometry import check_grasp_array
-
-    g = check_grasp_array(grasps)
-    if collision_thresh is not None:
-        g = g[collision_free(g, cloud, collision_voxel, collision_thresh, device=device)]
-    if nms and len(g):
-        g = g[grasp_nms(g)]
-    return g
-
-
-def _anns(cfg, n):
-    a = cfg["eval"].get("anns")
-    if a is None:
-        return list(range(n))
-    if isinstance(a, int):
-        return list(range(min(a, n)))
-    bad = [x for x in a if x >= n]
-    if bad:
-        raise ValueError(f"eval.anns {bad} are not annotations of the scenes (0-{n - 1})")
-    return list(a)
-
-
-@torch.no_grad()
-def dump_grasps(model, cfg, scene_ids, dump_dir, device, progress=False, seed=0):
-    """Runs the detector on the frames of ``scene_ids`` (``eval.anns``) and
-    writes graspnetAPI dumps; returns the annotation ids."""
-    from tqdm import tqdm
-
-    from ..models.gsnet import pred_decode
-
-    d, e = cfg["data"], cfg["eval"]
-    camera = d.get("camera", "realsense")
-    ds = GraspNetScenes(d["root"], "all", camera, num_points=None, scene_ids=scene_ids)
-    anns = _anns(cfg, min(len(ds.camera_poses(s)) for s in ds.scene_ids))
-    frames = [(s, a) for s in ds.scene_ids for a in anns]
-    model.eval()
-    bs = e.get("batch_size", 1)
-    for i in tqdm(range(0, len(frames), bs), desc="detect", disable=not progress, leave=False):
-        chunk = frames[i:i + bs]
-        raw = [ds.frame(s, a) for s, a in chunk]   # every workspace point: the collision filter's scene
-        # the network's input: num_points of them, sampled as GraspNetScenes.frame(num_points=...) does
-        pts = []
-        for (s, a), f in zip(chunk, raw):
-            if len(f["points"]) == 0:
-                raise ValueError(f"scene {s} ann {a}: no valid depth pixel to sample from")
-            rng = np.random.default_rng([seed, s, a])
-            pts.append(f["points"][sample_indices(len(f["points"]), d["num_points"], rng)])
-        ep = {"point_clouds": torch.as_tensor(np.stack(pts), dtype=torch.float32, device=device)}
-        preds = pred_decode(model(ep))
-        for (s, a), f, g in zip(chunk, raw, preds):
-            g = postprocess(g.cpu().numpy().astype(np.float64), f["points"], e.get("collision_voxel", 0.01),
-                            e.get("collision_thresh", 0.01), device=e.get("collision_device"))
-            path = os.path.join(dump_dir, f"scene_{s:04d}", camera, f"{a:04d}.npy")
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = path[:-4] + ".tmp.npy"
-            np.save(tmp, g.astype(np.float32))
-            os.replace(tmp, path)
-    return anns
-
-
-def evaluate_detector(cfg, checkpoint, scenes=None, dump_dir=None, progress=False, log=print):
-    """AP, AP0.8, AP0.4 per test split (and per scene) of a trained detector
-    on ``scenes`` (default ``data.test_scenes``): dumps the grasps under
-    ``dump_dir`` (default ``<run>/dump``) and scores them with
-    ``eval.evaluate_scenes``. Writes ``<run>/metrics.json`` when evaluating
-    the default scenes."""
-    from ..eval.grasp_ap import evaluate_scenes
-
-    check_config(cfg)
-    set_threads(cfg)
-    run_dir = checkpoint if os.path.isdir(checkpoint) else os.path.dirname(checkpoint)
-    device = pick_device(cfg.get("device", "auto"))
-    model = load_detector(checkpoint, device)
-    ids = parse_scene_ids(scenes if scenes is not None else cfg["data"]["test_scenes"])
-    dump_dir = dump_dir or os.path.join(run_dir, "dump")
-    anns = dump_grasps(model, cfg, ids, dump_dir, device, progress, seed=cfg["eval"].get("seed", 0))
-    r = evaluate_scenes(cfg["data"]["root"], dump_dir, ids, cfg["data"].get("camera", "realsense"), anns=anns,
-                        progress=progress, device=cfg["eval"].get("collision_device"))
-    out = {"splits": {k: v for k, v in r["splits"].items() if k in SPLIT_RANGES or len(r["splits"]) == 1},
-           "scenes": {str(s): {k: v[k] for k in METRICS} for s, v in r["scenes"].items()},
-           "anns": anns, "grasps_per_frame": _grasps_per_frame(dump_dir, ids, cfg, anns)}
-    if scenes is None:
-        with open(os.path.join(run_dir, "metrics.json"), "w") as f:
-            json.dump(out, f, indent=1)
-    return out
-
-
-def _grasps_per_frame(dump_dir, ids, cfg, anns):
-    camera = cfg["data"].get("camera", "realsense")
-    n = [len(np.load(os.path.join(dump_dir, f"scene_{s:04d}", camera, f"{a:04d}.npy"))) for s in ids for a in anns]
-    return float(np.mean(n)) if n else 0.0
-
-
-# ---------------------------------------------------------------- sweep
-LABELS = {"scratch": "scratch", "graspcontrast": "GraspContrast", "graspcontrast_nofne": "GraspContrast w/o FNE"}
-
-
-def sweep_tables(rows, budgets, inits, splits=tuple(SPLIT_RANGES)):
-    """Markdown: Table I (AP per test split, mean ± SD over seeds, scratch vs
-    GraspContrast per frame budget), Table II (GraspContrast with vs without
-    false-negative elimination) and every metric in full. ``rows``: dicts
-    with init, frames, seed and ``splits`` {split: {AP, AP0.8, AP0.4}}."""
-    splits = [s for s in splits if any(s in r["splits"] for r in rows)]
-
-    def cell(init, frames, split, key):
-        v = [r["splits"][split][key] for r in rows if r["init"] == init and r["frames"] == frames
-             and split in r["splits"]]
-        if not v:
-            return "—", None
-        m, sd = mean_sd(v)
-        return f"{m:.2f} ± {sd:.2f}", m
-
-    def table(title, use, note):
-        head = ["frames / scene"] + [f"{LABELS.get(i, i)} {s.replace('test_', '')} AP" for s in splits for i in use]
-        lines = [f"### {title}", "", "| " + " | ".join(head) + " |", "|---|" + "---:|" * (len(head) - 1)]
-        for b in budgets:
-            cells = [f"{b}/256"]
-            for s in splits:
-                for i in use:
-                    cells.append(cell(i, b, s, "AP")[0])
-            lines.append("| " + " | ".join(cells) + " |")
-        return lines + ["", note, ""]
-
-    out = []
-    t1 = [i for i in ("scratch", "graspcontrast") if i in inits]
-    if t1:
-        out += table("Table I: label efficiency (AP, mean ± SD over seeds)", t1,
-                     "AP in percent (graspnetAPI semantics) on each test split; the budget is the paper's frames "
-                     "per scene of 256, mapped onto the synthetic scenes' views (see settings.json).")
-    t2 = [i for i in ("graspcontrast", "graspcontrast_nofne") if i in inits]
-    if len(t2) == 2:
-        out += table("Table II: false-negative elimination (AP, mean ± SD over seeds)", t2,
-                     "GraspContrast pretrained with and without false-negative elimination, then fine-tuned alike.")
-    head = ["frames / scene", "init", "seeds"] + [f"{s.replace('test_', '')} {k}" for s in splits for k in METRICS]
-    out += ["### All metrics (mean ± SD over seeds)", "", "| " + " | ".join(head) + " |",
-            "|---|---|---:|" + "---:|" * (len(head) - 3)]
-    for b in budgets:
-        for i in inits:
-            n = len({r["seed"] for r in rows if r["init"] == i and r["frames"] == b})
-            out.append("| " + " | ".join([f"{b}/256", LABELS.get(i, i), str(n)] +
-                                         [cell(i, b, s, k)[0] for s in splits for k in METRICS]) + " |")
-    return "\n".join(out) + "\n"
-
-
-def sweep_plot(rows, budgets, inits, path, splits=tuple(SPLIT_RANGES)):
-    """AP vs frame budget (log axis), one panel per test split, mean ± SD."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    splits = [s for s in splits if any(s in r["splits"] for r in rows)]
-    fig, axes = plt.subplots(1, max(1, len(splits)), figsize=(3.6 * max(1, len(splits)), 3.3), dpi=120,
-                             squeeze=False)
-    for ax, s in zip(axes[0], splits):
-        for i in inits:
-            st = [mean_sd([r["splits"][s]["AP"] for r in rows if r["init"] == i and r["frames"] == b
-                           and s in r["splits"]]) or (np.nan, np.nan) for b in budgets]
-            ax.errorbar(budgets, [m for m, _ in st], yerr=[sd for _, sd in st], marker="o", capsize=3,
-                        label=LABELS.get(i, i))
-        ax.set_xscale("log", base=2)
-        ax.set_xticks(budgets, [f"{b}/256" for b in budgets])
-        ax.set(xlabel="fine-tuning frames per scene", ylabel="AP (%)", title=s)
-        ax.grid(alpha=0.3)
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-
-
-def run_sweep(cfg, progress=False, log=print, report_only=False):
-    """scratch / GraspContrast / GraspContrast without FNE x ``sweep.budgets``
-    x ``sweep.seeds``: pretrains the two backbones (contrast pipeline), then
-    fine-tunes and evaluates every run, seed by seed (all of seed 0 first);
-    finished runs (metrics.json) are skipped and an interrupted one resumes
-    from its last epoch. ``report_only``: no training, the tables of the
-    finished runs (the missing ones are listed). Writes ``<sweep.out>/{results.json,
-    tables.md, ap_vs_budget.png}`` and returns (rows, tables)."""
-    check_config(cfg)
-    set_threads(cfg)
-    s = cfg.get("sweep") or {}
-    out = s.get("out", os.path.join(cfg["train"]["out"], "sweep"))
-    inits, budgets, seeds = list(s.get("inits", INITS)), list(s.get("budgets", BUDGETS)), list(s.get("seeds", [0]))
-    bad = [i for i in inits if i not in INITS]
-    if bad:
-        raise ValueError(f"sweep.inits: unknown {bad} (known: {', '.join(INITS)})")
-    for b in budgets:
-        frames_per_scene(b, 256)
-    c = copy.deepcopy(cfg)
-    c["train"]["out"] = os.path.join(out, "runs")
-    c.setdefault("pretrain", {}).setdefault("train", {})["out"] = os.path.join(out, "pretrain")
-    if not report_only:
-        ensure_data(c, progress, log)
-        for i in inits:
-            if i != "scratch":
-                ensure_backbone(c, i, progress, log)
-    rows, missing = [], []
-    for seed in seeds:
-        for b in budgets:
-            for i in inits:
-                run_dir = os.path.join(c["train"]["out"], run_name(i, b, seed))
-                mpath = os.path.join(run_dir, "metrics.json")
-                if not os.path.exists(mpath):
-                    if report_only:
-                        missing.append(run_name(i, b, seed))
-                        continue
-                    train_detector(c, i, b, seed, resume=True, progress=progress, log=log)
-                    evaluate_detector(c, run_dir, progress=progress, log=log)
-                with open(mpath) as f:
-                    m = json.load(f)
-                rows.append({"init": i, "frames": b, "seed": seed, "splits": m["splits"]})
-                log(f"[sweep] {i:>20} {b:>3}/256 seed {seed}: " +
-                    ", ".join(f"{k} AP {v['AP']:.2f}" for k, v in m["splits"].items()))
-    if not rows:
-        raise ValueError(f"no finished run under {c['train']['out']}")
-    os.makedirs(out, exist_ok=True)
-    tables = sweep_tables(rows, budgets, inits)
-    if missing:
-        tables += f"\nNot run (missing from the means above): {', '.join(missing)}.\n"
-    views = _views(c)
-    with open(os.path.join(out, "results.json"), "w") as f:
-        json.dump({"config": c, "views_per_scene": views, "missing": missing,
-                   "frames_per_scene": {b: frames_per_scene(b, views, c["data"].get("frames_map"))
-                                        for b in budgets}, "rows": rows}, f, indent=1)
-    with open(os.path.join(out, "tables.md"), "w") as f:
-        f.write(tables)
-    sweep_plot(rows, budgets, inits, os.path.join(out, "ap_vs_budget.png"))
-    return rows, tables

@@ -15,6 +15,7 @@ object assignment, empty flag, and dex-net's contacts (close_fingers), contact
 normals and friction-cone angles, for the parity report's cause breakdown.
 Writes OUT.npz (arrays per frame) and prints one JSON line with the timings.
 """
+import contextlib
 import json
 import os
 import pickle
@@ -118,7 +119,8 @@ def evaluate(root, dump, scene, out_path, anns=None, camera="realsense"):
     if anns is None:
         anns = list(range(256))
         t0 = time.perf_counter()
-        acc, gl, sl, cl = ge.eval_scene(scene, dump, return_list=True)
+        with contextlib.redirect_stdout(sys.stderr):  # its progress line: keep stdout for our JSON
+            acc, gl, sl, cl = ge.eval_scene(scene, dump, return_list=True)
         timings["eval_scene_s"] = time.perf_counter() - t0
         print("", file=sys.stderr)
         for a in anns:

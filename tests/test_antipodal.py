@@ -75,25 +75,31 @@ class Cylinder:
 
 
 def segment_oracle(obj, c, u, w, samples=8001):
-    """(contact, p1, p2, ambiguous) by sampling c + s u, s in [-w/2, w/2]."""
+    """(contact, p1, p2, ambiguous) by sampling c + s u, s in [-w/2, w/2]: each jaw
+    travels from its open end to the centre (s = 0) only, so jaw 1's contact is
+    the first inside sample of s <= 0 and jaw 2's the last inside one of s >= 0."""
     s = np.linspace(-w / 2, w / 2, samples)
     pts = c + s[:, None] * u
     d = obj.sdf(pts)
     inside = d <= 0
-    # near-tangent segments and jaws starting on or inside the surface (a
-    # collision, not a contact: labelled by the collision checks): skip
-    ambiguous = abs(d.min()) < 1e-3 or d[0] < 1e-3 or d[-1] < 1e-3
-    if not inside.any():
+    # near-tangent segments, jaws starting on or inside the surface (a
+    # collision, not a contact: labelled by the collision checks) and
+    # surfaces at the centre (where a jaw's stroke ends): skip
+    ambiguous = abs(d.min()) < 1e-3 or d[0] < 1e-3 or d[-1] < 1e-3 or abs(d[samples // 2]) < 1e-3
+    first, second = inside & (s <= 0), inside & (s >= 0)
+    if not (first.any() and second.any()):
         return False, None, None, ambiguous
-    i1, i2 = np.flatnonzero(inside)[[0, -1]]
-    return True, pts[i1], pts[i2], ambiguous
+    return True, pts[np.flatnonzero(first)[0]], pts[np.flatnonzero(second)[-1]], ambiguous
 
 
 def friction_oracle(obj, p1, p2, u):
+    """tan of the larger angle between a contact's unsigned normal line and the contact line."""
     n1, n2 = obj.normal(p1), obj.normal(p2)
     v = p2 - p1
-    v = v / np.linalg.norm(v) if np.linalg.norm(v) > 1e-9 else u
-    cos = min(float(-n1 @ v), float(n2 @ v))
+    if np.linalg.norm(v) <= 1e-9:
+        return math.inf
+    v = v / np.linalg.norm(v)
+    cos = min(abs(float(n1 @ v)), abs(float(n2 @ v)))
     return math.inf if cos <= 0 else math.tan(math.acos(min(1.0, cos)))
 
 
@@ -123,6 +129,12 @@ def test_hand_cases_box():
     Ry = np.stack([[0, 0, -1.0], [0, 1.0, 0], [-1.0, 0, 0]], 1)
     assert antipodal(box, c, Ry[None], 0.085, 0.5)[0] and not antipodal(box, c, Ry[None], 0.05, 0.5)[0]
     assert not close_jaws(box, c + [0.2, 0, 0], R0[None], 0.085)["contact"][0]
+    # each jaw travels to the centre line only: a box lying on one jaw's half is not grasped
+    off = close_jaws(box, c + [0.035, 0, 0], R0[None], 0.085)
+    assert not off["contact"][0]
+    assert close_jaws(box, c + [0.015, 0, 0], R0[None], 0.085)["contact"][0]   # the centre line inside the box
+    # jaws opened inside the object: the faces lie beyond their strokes
+    assert not close_jaws(box, c, R0[None], 0.03)["contact"][0]
     assert len(close_jaws(box, np.zeros((0, 3)), np.zeros((0, 3, 3)), 0.085)["contact"]) == 0
 
 
@@ -150,7 +162,7 @@ def test_bad_inputs():
 def test_required_friction_matches_brute_force_6dof(rng, shape):
     obj = Box((0.05, 0.03, 0.07), 0.4, (0.01, -0.02, 0.035)) if shape == "box" else \
         Cylinder(0.025, 0.08, (0.0, 0.01, 0.04))
-    n = 400
+    n = 600
     R = np.stack([random_rotation(rng) for _ in range(n)])
     c = obj.c + rng.uniform(-0.035, 0.035, (n, 3))
     w = rng.uniform(0.03, 0.085, n)

@@ -2,6 +2,7 @@
 collision checks, against independent constructions written here."""
 import numpy as np
 import pytest
+import torch
 from scipy.spatial.transform import Rotation
 
 trimesh = pytest.importorskip("trimesh")  # optional: the GPU image and lean installs lack it
@@ -104,15 +105,23 @@ def _box_line_contacts(half, m, y):
 
 
 def _box_score(half, t, R, d, max_width=0.1):
-    m = t + 0.5 * d * R[:, 0]
+    """The label of one grasp on the box [-half, half]: jaws on the fingertip line
+    t + d x, opened to max_width, each moving from its open end to the centre only; a
+    jaw's contact is its first crossing of the surface (an entry, or the exit when it
+    starts inside); unsigned normals."""
+    m = t + d * R[:, 0]
     y = R[:, 1]
     hit = _box_line_contacts(half, m, y)
     if hit is None:
         return -1.0
     lo, hi, n_lo, n_hi = hit
-    if max(abs(lo), abs(hi)) > max_width / 2:
+    w2 = max_width / 2
+    # jaw 1 from s = -w/2 towards 0, jaw 2 from s = +w/2 towards 0
+    c1 = (lo, n_lo) if -w2 <= lo <= 0 else (hi, n_hi) if lo < -w2 <= hi <= 0 else None
+    c2 = (hi, n_hi) if 0 <= hi <= w2 else (lo, n_lo) if 0 <= lo <= w2 < hi else None
+    if c1 is None or c2 is None or c2[0] - c1[0] < 1e-12:
         return -1.0
-    mu = max(np.tan(np.arccos(np.clip(-n_lo @ y, -1, 1))), np.tan(np.arccos(np.clip(n_hi @ y, -1, 1))))
+    mu = max(np.tan(np.arccos(np.clip(abs(c1[1] @ y), 0, 1))), np.tan(np.arccos(np.clip(abs(c2[1] @ y), 0, 1))))
     for f in np.arange(1, 11) / 10:
         if mu <= f + 1e-9:
             return f
@@ -207,7 +216,7 @@ def _loop_finger(P, t, R, w, d, h=0.02, f=0.01, b=0.02):
                     c += 1
                 else:
                     n += 1
-            elif -b - f < x <= -b:
+            elif -b - f < x < -b:     # graspnetAPI's bottom: both bounds strict
                 c += 1
         coll.append(c > 0)
         inner.append(n)
@@ -233,9 +242,18 @@ def test_collision_checks_match_loops(dtype):
     np.testing.assert_array_equal(model_free_collision(P, t, R, w, d, collision_thresh=0.002),
                                   counts / (vol + 1e-6) > 0.002)
     coll, inner = _loop_finger(P64, t64, R64, w64, d64)
-    c2, empty = finger_collision(P, t, R, w, d, empty_thresh=3)
+    c2, empty = finger_collision(P, t, R, w, d, empty_thresh=3)        # NumPy path (small, CPU)
     np.testing.assert_array_equal(c2, coll)
     np.testing.assert_array_equal(empty, inner < 3)
+    for kw in ({"chunk": 1000}, {}):                                       # torch path: chunked, and tensors
+        args = (P, t, R, w, d) if kw else tuple(torch.as_tensor(v) for v in (P, t, R, w, d))
+        c3, e3 = finger_collision(*args, empty_thresh=3, **kw)
+        np.testing.assert_array_equal(c3, coll)
+        np.testing.assert_array_equal(e3, inner < 3)
+    for args in ((np.zeros((0, 3)), t, R, w, d), (P, t[:0], R[:0], w[:0], d[:0])):
+        for tens in (False, True):
+            c4, e4 = finger_collision(*(tuple(torch.as_tensor(v) for v in args) if tens else args))
+            assert c4.shape == e4.shape == (len(args[1]),) and not c4.any() and e4.all()
     # empty inputs
     assert model_free_collision(np.zeros((0, 3)), t, R, w, d).sum() == 0
     assert model_free_collision(P, t[:0], R[:0], w[:0], d[:0]).shape == (0,)
@@ -247,3 +265,82 @@ def test_collision_checks_match_loops(dtype):
         finger_collision(P[:, :2], t, R, w, d)
     with pytest.raises(ValueError, match="centers"):
         finger_collision(P, np.full((n, 3), np.nan), R, w, d)
+    with pytest.raises(ValueError, match="widths"):
+        finger_collision(P, t, R, -w, d)
+    with pytest.raises(ValueError, match="depths"):
+        finger_collision(P, t, R, w, d[:3])
+    with pytest.raises(ValueError, match="rotations"):
+        finger_collision(P, t, R[:3], w, d)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_shared_center_collision_matches_loops(dtype):
+    """A label point's grasps (one translation, K rotations x D depths) against the loop oracle."""
+    from pcgrasp.geometry.collision import shared_center_finger_collision
+
+    rng = np.random.default_rng(4)
+    P = rng.uniform(-0.1, 0.1, size=(300, 3)).astype(dtype)
+    P = np.concatenate([P, P[:30]])  # duplicates
+    c = rng.uniform(-0.01, 0.01, 3).astype(dtype)
+    K = 40
+    R = Rotation.random(K, random_state=5).as_matrix().astype(dtype)
+    w = rng.uniform(0.0, 0.1, (K, len(DEPTHS))).astype(dtype)
+    got = shared_center_finger_collision(P, c, R, w, DEPTHS, chunk=1000)
+    assert got.shape == (K, len(DEPTHS)) and got.dtype == bool
+    P64 = P.astype(np.float64)
+    t = np.broadcast_to(c.astype(np.float64), (K * len(DEPTHS), 3))
+    Rg = np.repeat(R.astype(np.float64), len(DEPTHS), 0)
+    want, _ = _loop_finger(P64, t, Rg, w.astype(np.float64).reshape(-1), np.tile(DEPTHS, K))
+    np.testing.assert_array_equal(got.reshape(-1), want)
+    assert 0 < want.sum() < len(want)
+    assert not shared_center_finger_collision(np.zeros((0, 3)), c, R, w, DEPTHS).any()
+    with pytest.raises(ValueError, match="widths"):
+        shared_center_finger_collision(P, c, R, w[:, :2], DEPTHS)
+    with pytest.raises(ValueError, match="widths"):
+        shared_center_finger_collision(P, c, R, -w, DEPTHS)
+
+
+def test_a_subset_of_points_or_views_equals_the_same_rows_of_the_whole(box_labels):
+    half, mesh, views, lab = box_labels
+    sub = object_grasp_labels(mesh, num_points=20, views=views[[1, 4]], seed=3, points=[5, 0, 5], chunk_points=1)
+    assert sub["point_indices"].tolist() == [5, 0, 5]
+    for k in ("points",):
+        np.testing.assert_array_equal(sub[k], lab[k][[5, 0, 5]])
+    for k in ("scores", "collision", "offsets"):
+        np.testing.assert_array_equal(sub[k], lab[k][[5, 0, 5]][:, [1, 4]], err_msg=k)
+    whole = object_grasp_labels(mesh, num_points=20, views=views, seed=3, chunk_points=3)
+    for k in ("points", "scores", "collision", "offsets"):
+        np.testing.assert_array_equal(whole[k], lab[k], err_msg=k)   # chunking changes nothing
+    empty = object_grasp_labels(mesh, num_points=20, views=views, seed=3, points=np.zeros(0, np.int64))
+    assert empty["scores"].shape == (0, len(views), 12, 4)
+    for bad in ([20], [-1], [0.5]):
+        with pytest.raises(ValueError, match="points"):
+            object_grasp_labels(mesh, num_points=20, views=views, seed=3, points=bad)
+    with pytest.raises(ValueError, match="chunk_points"):
+        object_grasp_labels(mesh, num_points=20, views=views, seed=3, chunk_points=0)
+
+
+def test_rays_in_chunks_equal_one_call():
+    from pcgrasp.geometry.rays import first_hits
+
+    rng = np.random.default_rng(0)
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=0.05)
+    o = rng.uniform(-0.1, 0.1, (500, 3))
+    dirs = rng.normal(size=(500, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    dist = rng.uniform(0, 0.2, 500)
+    one = first_hits(mesh, o, dirs, dist, chunk=10 ** 6)
+    many = first_hits(mesh, o, dirs, dist, chunk=7)
+    for a, b in zip(one, many):
+        np.testing.assert_array_equal(a, b)
+    assert 50 < one[0].sum() < 450
+    # the hit is the nearest crossing within max_dist (brute force on the sphere)
+    b = (o * dirs).sum(1)
+    disc = b ** 2 - ((o ** 2).sum(1) - 0.05 ** 2)
+    roots = np.stack([-b - np.sqrt(np.maximum(disc, 0)), -b + np.sqrt(np.maximum(disc, 0))], 1)
+    roots = np.where((disc[:, None] > 0) & (roots >= 0) & (roots <= dist[:, None]), roots, np.inf)
+    near = roots.min(1)
+    clear = np.abs(disc) > 1e-4          # the icosphere is a polyhedron: skip grazing rays
+    assert (one[0][clear] == np.isfinite(near[clear])).mean() > 0.97
+    with pytest.raises(ValueError, match="chunk"):
+        first_hits(mesh, o, dirs, dist, chunk=0)

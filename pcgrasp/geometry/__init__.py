@@ -6,6 +6,7 @@ and gripper-vs-mesh collisions (``collision``), and chunked ray casting (``rays`
 Layering: imports NumPy, torch, trimesh (lazily, through the meshes it is given)
 and ``pcgrasp.ops`` only; data, labels, eval and models import it."""
 from .collision import (approach_collision, finger_collision, gripper_reach, model_free_collision, near_points,
+                        shared_center_finger_collision,
                         table_collision)
 from .grasps import GRASP_ARRAY_COLUMNS, check_grasp_array, grasp_array, rotations_of, translations_of
 from .gripper import GRASP_MAX_WIDTH, GRIPPER, GraspNetGripper, ParallelJawGripper
@@ -15,6 +16,7 @@ from .views import (ANGLES, DEPTHS, FRICTIONS, NUM_ANGLES, NUM_DEPTHS, NUM_VIEWS
                     generate_views, grasp_rotations, grasp_views, viewpoint_params_to_matrix)
 
 __all__ = ["approach_collision", "finger_collision", "gripper_reach", "model_free_collision", "near_points",
+           "shared_center_finger_collision",
            "table_collision", "GRASP_ARRAY_COLUMNS", "check_grasp_array", "grasp_array", "rotations_of",
            "translations_of", "GRASP_MAX_WIDTH", "GRIPPER", "GraspNetGripper", "ParallelJawGripper", "antipodal",
            "close_jaws", "grasp_success", "jaw_contacts", "required_friction", "first_hits", "ANGLES", "DEPTHS",

@@ -11,7 +11,7 @@ closing, z height; t the grasp translation):
   found, divided by the volume of those regions in voxels of ``voxel_size``,
   exceed ``collision_thresh`` (GSNet's "iou"; 0 means any point).
 - ``finger_collision``: graspnetAPI's evaluation (``collision_detection``):
-  the fingers span -depth_base < q_x < d, the bottom -depth_base - f < q_x <=
+  the fingers span -depth_base < q_x < d, the bottom -depth_base - f < q_x <
   -depth_base; any point there collides; a grasp with fewer than
   ``empty_thresh`` points between the fingers (|q_y| <= w/2, same x and z
   span) is empty.
@@ -53,6 +53,55 @@ def _grasps(points, centers, rotations, widths, depths, dtype, device):
             raise ValueError(f"{name} must be finite" + (" and >= 0" if name == "widths" else ""))
         out.append(t)
     return out
+
+
+def _np_grasps(points, centers, rotations, widths, depths):
+    """``_grasps``' checks and messages, in NumPy float64."""
+    out = []
+    for name, x, tail in (("points", points, (3,)), ("centers", centers, (3,)), ("rotations", rotations, (3, 3))):
+        a = np.asarray(x, dtype=np.float64)
+        if a.ndim != 1 + len(tail) or a.shape[1:] != tail:
+            raise ValueError(f"{name} must be [N, {', '.join(map(str, tail))}], got shape {a.shape}")
+        if not np.isfinite(a).all():
+            raise ValueError(f"{name} must be finite")
+        out.append(a)
+    n = len(out[1])
+    if len(out[2]) != n:
+        raise ValueError(f"rotations must be [N, 3, 3] with N = {n}, got shape {out[2].shape}")
+    for name, v in (("widths", widths), ("depths", depths)):
+        a = np.asarray(v, dtype=np.float64)
+        a = np.full(n, float(a)) if a.ndim == 0 else a
+        if a.shape != (n,):
+            raise ValueError(f"{name} must be a number or [N] with N = {n}, got shape {a.shape}")
+        if not np.isfinite(a).all() or (name == "widths" and (a < 0).any()):
+            raise ValueError(f"{name} must be finite" + (" and >= 0" if name == "widths" else ""))
+        out.append(a)
+    return out
+
+
+def _finger_collision_numpy(P, c, R, w, d, h, f, b, empty_thresh):
+    n = len(c)
+    if n == 0 or len(P) == 0:
+        return np.zeros(n, bool), np.full(n, 0 < empty_thresh)
+    # grasp-frame coordinates q = R^T (p - c): z for every (point, grasp) as a matrix product
+    # (P - c0) R_z - (c - c0) R_z (c0: the first centre, for precision), x and y only for the pairs
+    # inside the gripper's slab |z| < h/2 (a small fraction)
+    c0 = c[0]
+    X = P - c0
+    shift = np.einsum("nk,nkj->nj", c - c0, R)
+    z = X @ R[:, :, 2].T - shift[:, 2]
+    m, k = np.nonzero(np.abs(z) < h / 2)
+    Xm = X[m]
+    x = np.einsum("lk,lk->l", Xm, R[k, :, 0]) - shift[k, 0]
+    ya = np.abs(np.einsum("lk,lk->l", Xm, R[k, :, 1]) - shift[k, 1])
+    hw = 0.5 * w[k]
+    span = ya < hw + f
+    along = (x > -b) & (x < d[k])
+    bottom = (x < -b) & (x > -b - f)
+    hit = span & ((along & (ya > hw)) | bottom)
+    inner = span & along & (ya <= hw)
+    coll = np.bincount(k[hit], minlength=n) > 0
+    return coll, np.bincount(k[inner], minlength=n) < empty_thresh
 
 
 def _local_chunks(P, c, R, chunk):
@@ -103,7 +152,17 @@ def finger_collision(points, centers, rotations, widths, depths, height=GRIPPER.
                      finger_width=GRIPPER.finger_width, depth_base=GRIPPER.depth_base, empty_thresh=10,
                      dtype=torch.float64, device=None, chunk=1 << 22):
     """graspnetAPI's evaluation check of N grasps against a cloud [M, 3]:
-    (collision [N] bool, empty [N] bool) numpy. See the module docstring."""
+    (collision [N] bool, empty [N] bool) numpy. See the module docstring.
+
+    Small CPU problems (NumPy inputs, no ``device``, float64, N x M below
+    ``chunk``: an evaluated frame's few grasps per object against its crop) run
+    in NumPy, which has less overhead per call than torch; the rest in torch."""
+    args = (points, centers, rotations, widths, depths)
+    if (device is None and dtype == torch.float64 and not any(torch.is_tensor(a) for a in args)):
+        P, c, R, w, d = _np_grasps(*args)
+        if len(c) * len(P) <= chunk:
+            return _finger_collision_numpy(P, c, R, w, d, float(height), float(finger_width), float(depth_base),
+                                           empty_thresh)
     P, c, R, w, d = _grasps(points, centers, rotations, widths, depths, dtype, device)
     n = c.shape[0]
     coll, inner_count = torch.zeros(n, dtype=torch.bool), torch.zeros(n, dtype=torch.int64)
@@ -114,10 +173,54 @@ def finger_collision(points, centers, rotations, widths, depths, height=GRIPPER.
             ya = y.abs()
             span = (z.abs() < h / 2) & (ya < hw + f)
             along = (x > -b) & (x < dd)
-            bottom = (x <= -b) & (x > -b - f)
+            bottom = (x < -b) & (x > -b - f)
             coll[s:e] = (span & ((along & (ya > hw)) | bottom)).any(0).cpu()
             inner_count[s:e] = (span & along & (ya <= hw)).sum(0).cpu()
     return coll.numpy(), (inner_count < empty_thresh).numpy()
+
+
+def shared_center_finger_collision(points, center, rotations, widths, depths, height=GRIPPER.height,
+                                   finger_width=GRIPPER.finger_width, depth_base=GRIPPER.depth_base,
+                                   dtype=torch.float64, device=None, chunk=1 << 22):
+    """``finger_collision``'s collision test (no empty test) for the K x D grasps
+    that share one translation ``center`` [3] (a label point's): rotations [K, 3,
+    3], depths [D], widths [K, D]. Returns [K, D] bool numpy.
+
+    Only the points inside some grasp's slab |q_z| < h/2 and depth range
+    -depth_base - f < q_x < max(depths) are looked at per rotation (a few
+    percent of an object's points), so a label point's 14,400 grasps cost a few
+    matrix products instead of a full points x grasps mask."""
+    P = _tensor(points, "points", (3,), dtype, device)
+    c = _tensor(np.asarray(center).reshape(1, 3) if not torch.is_tensor(center) else center.reshape(1, 3),
+                "center", (3,), dtype, device)[0]
+    R = _tensor(rotations, "rotations", (3, 3), dtype, device)
+    d = torch.as_tensor(np.asarray(depths) if not torch.is_tensor(depths) else depths, dtype=dtype,
+                        device=device).reshape(-1)
+    w = torch.as_tensor(np.asarray(widths) if not torch.is_tensor(widths) else widths, dtype=dtype, device=device)
+    K, D = R.shape[0], d.shape[0]
+    if w.shape != (K, D):
+        raise ValueError(f"widths must be [K, D] = [{K}, {D}] (one per rotation and depth), got {tuple(w.shape)}")
+    if not (torch.isfinite(d).all() and torch.isfinite(w).all()) or (w < 0).any():
+        raise ValueError("depths and widths must be finite and widths >= 0")
+    out = torch.zeros((K, D), dtype=torch.int64, device=P.device)
+    if K == 0 or D == 0 or P.shape[0] == 0:
+        return out.bool().cpu().numpy()
+    h, f, b = float(height), float(finger_width), float(depth_base)
+    X = P - c
+    step = max(1, chunk // P.shape[0])
+    for s in range(0, K, step):
+        e = min(K, s + step)
+        qx = X @ R[s:e, :, 0].T                                      # [M, k]
+        qz = X @ R[s:e, :, 2].T
+        m, k = torch.nonzero((qz.abs() < h / 2) & (qx > -b - f) & (qx < d.max()), as_tuple=True)
+        if m.numel() == 0:
+            continue
+        x = qx[m, k][:, None]
+        ya = (X[m] * R[s + k, :, 1]).sum(1).abs()[:, None]
+        hw = 0.5 * w[s + k]                                         # [L, D]
+        hit = (ya < hw + f) & (((x > -b) & (x < d[None]) & (ya > hw)) | ((x < -b) & (x > -b - f)))
+        out.index_add_(0, s + k, hit.to(torch.int64))
+    return (out > 0).cpu().numpy()
 
 
 def near_points(points, center, radius):

@@ -25,7 +25,8 @@ def first_hits(mesh, origins, dirs, max_dist, chunk=RAY_CHUNK):
     pts, nrm = np.zeros((n, 3)), np.zeros((n, 3))
     for s in range(0, n, chunk):
         e = min(n, s + chunk)
-        loc, ray, tri = mesh.ray.intersects_location(origins[s:e], dirs[s:e], multiple_hits=True)
+        # the nearest hit in front of each origin (Embree and trimesh's own caster alike)
+        loc, ray, tri = mesh.ray.intersects_location(origins[s:e], dirs[s:e], multiple_hits=False)
         if not len(ray):
             continue
         ray = np.asarray(ray) + s

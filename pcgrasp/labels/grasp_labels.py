@@ -1,26 +1,31 @@
 """Per-object 6-DoF grasp labels in GraspNet-1Billion's format
-(``grasp_label/<obj:03d>_labels.npz``).
+(``grasp_label/<obj:03d>_labels.npz``), by the rule graspnetAPI's evaluator
+judges grasps with, so a detector trained on them is judged by the rule it
+learned.
 
 For each label point p (surface samples, voxel-downsampled to about
 ``num_points``) and each grasp (view, angle, depth) of the grid in
-``views.py`` (translation p, rotation R, depth d):
+``geometry.views`` (translation p, rotation R, depth d):
 
-- jaws: both jaws of a gripper opened to ``max_width`` (0.1 m) close along
-  the closing axis y on the line through p + (d / 2) x, half-way between the
-  label point and the fingertips (our choice: a line through p itself grazes
-  the surface when the approach follows the normal); ``antipodal.close_jaws``
-  finds the contacts by ray casting and ``antipodal.required_friction`` the
-  smallest mu at which both contact normals lie within atan(mu) of the contact
-  line (Nguyen).
+- jaws (``geometry.jaws.jaw_contacts``): a gripper opened to ``max_width``
+  (0.1 m) closes on its fingertip line, centre p + d x, each jaw moving
+  from its open end to that centre (w/2); contacts by ray casting, the
+  smallest mu at which both (unsigned) contact normal lines lie within
+  atan(mu) of the contact line (Nguyen; dex-net's force closure).
 - score: the smallest mu of {0.1, ..., 1.0} >= that mu; -1 without both
-  contacts, above 1.0, or when the centred gripper would need an opening above
-  ``max_width``.
+  contacts or above 1.0.
 - width (offsets[..., 2]): 2 max(|s1|, |s2|) + ``width_margin`` (s the contact
   offsets along y from the line centre), at most ``max_width``.
 - collision: graspnetAPI's gripper (fingers from the depth base 0.02 m
   behind the grasp point to the depth, 0.01 m wide, 0.02 m high, and the
   bottom plate behind them) holds a point of the object's own dense surface
-  samples (``collision.finger_collision``, the evaluator's check).
+  samples (``geometry.collision.finger_collision``'s test, the evaluator's check,
+  per label point by ``shared_center_finger_collision``).
+
+Work is done ``chunk_points`` label points at a time (rays, collision checks and
+their temporaries), so peak memory does not grow with the object; ``points``
+labels a subset of the label points and ``views`` a subset of the views
+without computing the rest.
 
 Arrays: points [Np, 3] float32, offsets [Np, V, 12, 4, 3] float32 (angle,
 depth, width), collision [Np, V, 12, 4] bool, scores [Np, V, 12, 4] float32
@@ -31,7 +36,7 @@ import os
 import numpy as np
 import torch
 
-from ..geometry.collision import finger_collision, gripper_reach, near_points
+from ..geometry.collision import gripper_reach, near_points, shared_center_finger_collision
 from ..geometry.jaws import jaw_contacts
 from ..geometry.views import ANGLES, DEPTHS, FRICTIONS, NUM_VIEWS, grasp_rotations
 
@@ -97,30 +102,50 @@ def friction_score(mu):
 
 
 def object_grasp_labels(mesh, num_points=300, views=None, seed=0, collision_spacing=0.005, device=None,
-                        progress=False):
+                        progress=False, points=None, chunk_points=8):
     """Grasp labels of one object (model frame): a dict with points, offsets,
     collision, scores (see the module docstring). ``views``: indices of a
-    subset of the 300 views (default all)."""
+    subset of the 300 views (default all); ``points``: indices of a subset of
+    the label points (default all; the dict then also holds
+    ``point_indices``); ``chunk_points``: label points per batch of work."""
     from tqdm import tqdm
 
     _check_mesh(mesh)
-    points = label_points(mesh, num_points, seed)
-    t, R, d, a = grasp_grid(points, views)
-    V = len(t) // (len(points) * len(ANGLES) * len(DEPTHS)) if len(points) else 0
-    shape = (len(points), V, len(ANGLES), len(DEPTHS))
-    mu, width = jaw_contacts(mesh, t, R, d)
-    scores = friction_score(mu).astype(np.float32)
-    dense = surface_points(mesh, collision_spacing, seed=seed + 1)
+    if not (isinstance(chunk_points, (int, np.integer)) and chunk_points >= 1):
+        raise ValueError(f"chunk_points must be an integer >= 1, got {chunk_points!r}")
+    all_points = label_points(mesh, num_points, seed)
+    if points is None:
+        idx = np.arange(len(all_points))
+    else:
+        idx = np.asarray(points).reshape(-1)
+        if idx.dtype.kind not in "iu" or (idx.size and (idx.min() < 0 or idx.max() >= len(all_points))):
+            raise ValueError(f"points must be integer indices in [0, {len(all_points)}) (the object's label points), "
+                             f"got {points!r}")
+    P = all_points[idx]
+    V = len(grasp_rotations(views))
+    shape = (len(P), V, len(ANGLES), len(DEPTHS))
     per_point = int(np.prod(shape[1:]))
-    collision = np.zeros(len(t), dtype=bool)
+    scores = np.zeros(shape, np.float32).reshape(len(P), per_point)
+    offsets = np.zeros((len(P), per_point, 3), np.float32)
+    collision = np.zeros((len(P), per_point), bool)
+    dense = surface_points(mesh, collision_spacing, seed=seed + 1)
     reach = gripper_reach(DEPTHS.max())
-    for i in tqdm(range(len(points)), desc="object collisions", disable=not progress):
-        near = dense[near_points(dense, points[i], reach)]
-        sl = slice(i * per_point, (i + 1) * per_point)
-        collision[sl] = finger_collision(near, t[sl], R[sl], width[sl], d[sl], device=device)[0]
-    offsets = np.stack([a, d, width], -1).astype(np.float32)
-    return {"points": points, "offsets": offsets.reshape(shape + (3,)), "collision": collision.reshape(shape),
-            "scores": scores.reshape(shape)}
+    for s in tqdm(range(0, len(P), chunk_points), desc="object labels", disable=not progress):
+        e = min(len(P), s + chunk_points)
+        t, R, d, a = grasp_grid(P[s:e], views)
+        mu, width = jaw_contacts(mesh, t, R, d)
+        scores[s:e] = friction_score(mu).astype(np.float32).reshape(e - s, per_point)
+        offsets[s:e] = np.stack([a, d, width], -1).reshape(e - s, per_point, 3)
+        Rk = R[:per_point:len(DEPTHS)]                              # [V * A] rotations, shared by every point
+        for i in range(s, e):
+            near = dense[near_points(dense, P[i], reach)]
+            wk = width[(i - s) * per_point:(i - s + 1) * per_point].reshape(-1, len(DEPTHS))
+            collision[i] = shared_center_finger_collision(near, P[i], Rk, wk, DEPTHS, device=device).reshape(-1)
+    out = {"points": P, "offsets": offsets.reshape(shape + (3,)), "collision": collision.reshape(shape),
+           "scores": scores.reshape(shape)}
+    if points is not None:
+        out["point_indices"] = idx.astype(np.int64)
+    return out
 
 
 def save_npz_atomic(path, **arrays):

@@ -262,17 +262,33 @@ def generate_scene(root, scene_id, settings, objects_by_split, names=None):
     return len(views)
 
 
+MODEL_MAX_EDGE = 0.004  # metres between the written models' vertices at most
+
+
+def scan_like(mesh, max_edge=MODEL_MAX_EDGE):
+    """The same surface with its triangles split until no edge is longer than
+    ``max_edge``: vertices cover the surface as a scanned model's do, which
+    graspnetAPI's evaluator relies on (it takes an object's points from the
+    PLY's vertices; a box's 8 corners would leave its faces empty)."""
+    import trimesh
+
+    v, f = trimesh.remesh.subdivide_to_size(mesh.vertices, mesh.faces, max_edge, max_iter=20)
+    return trimesh.Trimesh(v, f, process=False)
+
+
 def _write_models(root, pool):
     """models/<id>/nontextured.ply (+ textured.obj, the same geometry without
-    a texture), each written once."""
+    a texture), each written once, with vertices at most ``MODEL_MAX_EDGE``
+    apart (``scan_like``)."""
     for o in pool:
         d = os.path.join(root, "models", f"{o.obj_id:03d}")
         if os.path.exists(os.path.join(d, "nontextured.ply")) and os.path.exists(os.path.join(d, "textured.obj")):
             continue
         os.makedirs(d, exist_ok=True)
+        mesh = scan_like(o.mesh)
         for name in ("textured.obj", "nontextured.ply"):  # the .ply last: it marks the model as complete
             tmp = os.path.join(d, "tmp_" + name)
-            o.mesh.export(tmp)
+            mesh.export(tmp)
             os.replace(tmp, os.path.join(d, name))
 
 

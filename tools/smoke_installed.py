@@ -27,7 +27,7 @@ def installed():
     info = pcgrasp.build_info()
     print("smoke: build_info", info)
     for sub in ("cli", "data", "data.synthetic", "eval", "labels", "models", "nn", "ops", "train",
-                "train.engine", "train.jepa", "train.contrast", "train.detector", "train.ebm", "train.sweep"):
+                "train.engine", "train.jepa", "train.contrast", "train.detector", "train.detector_eval", "train.detector_sweep", "train.ebm", "train.sweep"):
         __import__(f"pcgrasp.{sub}")
     check(True, "every subpackage imports")
     cfgs = os.listdir(os.path.join(os.path.dirname(pcgrasp.__file__), "configs"))

@@ -216,28 +216,44 @@ def test_table_is_graspnetapis_grid_around_the_table_origin():
         assert len(u) == n and u[0] == pytest.approx(lo) and u[-1] == pytest.approx(hi)
 
 
-def test_table_crop_equals_the_cropped_full_table():
-    """table_points_in_box (only the grid indices the box can reach) = the whole
-    grid cropped to the box, for tilted cameras and boxes inside, across the
-    edge of, outside and around the table."""
-    from pcgrasp.eval.grasp_ap import table_points_in_box
+def test_table_points_near_spheres_are_the_cropped_full_table():
+    """table_points_near: every point of the whole grid that is inside the box and
+    within a radius of a centre, and nothing outside the box (oracle: the whole
+    125 x 125 x 6 grid, cropped and measured by brute force), for tilted cameras,
+    centres above, inside, under and beside the table, and boxes that cut it."""
+    from scipy.spatial import cKDTree
+
+    from pcgrasp.eval.grasp_ap import table_points_near
 
     rng = np.random.default_rng(4)
+    seen = 0
     for trial in range(12):
         T = np.eye(4)
         T[:3, :3] = Rotation.random(random_state=trial).as_matrix()
         T[:3, 3] = rng.uniform(-0.3, 0.3, 3)
         P = table_points(T)
-        c = P[rng.integers(len(P))] + rng.normal(0, 0.3 if trial % 3 == 0 else 0.05, 3)
-        half = rng.uniform(0.01, 0.2 if trial < 10 else 2.0, 3)
+        local = P[rng.integers(len(P), size=4)] @ T[:3, :3].T + T[:3, 3]      # table frame
+        local += rng.normal(0, 0.04, local.shape) + [0, 0, rng.choice([0.0, 0.0, 0.03, 0.2])]
+        Tinv = np.linalg.inv(T)
+        centres = local @ Tinv[:3, :3].T + Tinv[:3, 3]
+        radii = rng.uniform(0.02, 0.08, 4)
+        c = centres.mean(0)
+        half = rng.uniform(0.03, 0.2 if trial < 10 else 2.0, 3)
         lo, hi = c - half, c + half
-        want = P[((P > lo) & (P < hi)).all(1)]
-        got = table_points_in_box(T, lo, hi)
-        assert len(got) == len(want)
-        if len(want):
-            key = lambda a: a[np.lexsort(np.round(a, 9).T)]  # noqa: E731
-            np.testing.assert_allclose(key(got), key(want), atol=1e-12)
-    assert len(table_points_in_box(np.eye(4), [5, 5, 5], [6, 6, 6])) == 0
+        in_box = P[((P > lo) & (P < hi)).all(1)]
+        near = (np.linalg.norm(in_box[:, None] - centres[None], axis=2) < radii).any(1)
+        got = table_points_near(T, centres, radii, lo, hi)
+        assert ((got > lo) & (got < hi)).all()
+        # got is a subset of the cropped grid ...
+        if len(got):
+            assert (cKDTree(in_box).query(got)[0] < 1e-12).all()
+        # ... holding every cropped point near a centre
+        if near.any():
+            assert len(got) and (cKDTree(got).query(in_box[near])[0] < 1e-12).all()
+            seen += 1
+    assert seen >= 4
+    assert len(table_points_near(np.eye(4), [[0, 0, 0.5]], [0.05], [-1, -1, -1], [1, 1, 1])) == 0   # above
+    assert len(table_points_near(np.eye(4), [[0, 0, -0.01]], [0.05], [5, 5, 5], [6, 6, 6])) == 0   # box away
 
 
 def _naive_finger_check(points, g, empty_thresh=10):

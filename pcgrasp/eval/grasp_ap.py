@@ -110,7 +110,10 @@ def table_points(camera_pose, size=1.0, thickness=0.05, grid=0.008):
     int(thickness / grid) points (125 x 125 x 6) spanning [-size/2, size/2]^2
     x [-thickness, 0] of the table frame (top at z = 0, centred on its
     origin), in the camera frame; ``camera_pose`` [4, 4] camera -> table."""
-    return table_points_in_box(camera_pose, None, None, size, thickness, grid)
+    xs, zs = _table_axes(size, thickness, grid)
+    X, Y, Z = np.meshgrid(xs, xs, zs, indexing="ij")
+    Tinv = np.linalg.inv(np.asarray(camera_pose, dtype=np.float64))
+    return np.stack([X.ravel(), Y.ravel(), Z.ravel()], 1) @ Tinv[:3, :3].T + Tinv[:3, 3]
 
 
 @functools.lru_cache(maxsize=8)
@@ -122,9 +125,6 @@ def _table_axes(size, thickness, grid):
     return xs, zs
 
 
-_CORNERS = np.array([[i >> 2 & 1, i >> 1 & 1, i & 1] for i in range(8)], dtype=bool)
-
-
 def _inside(P, lo, hi):
     """[N] bool: P [N, 3] strictly inside the box (lo, hi) (column by column, faster than a row reduction)."""
     m = (P[:, 0] > lo[0]) & (P[:, 0] < hi[0])
@@ -133,47 +133,30 @@ def _inside(P, lo, hi):
     return m
 
 
-def table_points_in_box(camera_pose, lo, hi, size=1.0, thickness=0.05, grid=0.008):
+def table_points_near(camera_pose, centers, radii, lo, hi, size=1.0, thickness=0.05, grid=0.008):
     """The points of ``table_points`` strictly inside the camera-frame box (lo,
-    hi) (all of them when lo is None), without making the whole grid: the box's
-    corners, taken to the table frame, bound the rows (x, z) of the grid to look
-    at, and along each row the box cuts an interval of y, so only the points in
-    those intervals (and one more at each end) are made and tested."""
+    hi) that may lie within ``radii`` [n] of ``centers`` [n, 3] (camera frame):
+    all of those, and only the grid points of the table-frame bounding box of
+    the spheres that reach the table (a superset, cut to the box). With the
+    spheres around grasps that hold their grippers, this is every table point
+    that can change their collision test, without making the rest of the grid."""
     T = np.asarray(camera_pose, dtype=np.float64)
     xs, zs = _table_axes(size, thickness, grid)
+    c = np.asarray(centers, dtype=np.float64) @ T[:3, :3].T + T[:3, 3]   # table frame
+    r = np.asarray(radii, dtype=np.float64)
+    eps = 1e-9
+    near = (c[:, 2] - r < zs[-1] + eps) & (c[:, 2] + r > zs[0] - eps)
+    if not near.any():
+        return np.zeros((0, 3))
+    a, b = (c[near] - r[near, None]).min(0) - eps, (c[near] + r[near, None]).max(0) + eps
+    ix, iy, iz = (ax[np.searchsorted(ax, a[k]):np.searchsorted(ax, b[k], side="right")]
+                  for k, ax in enumerate((xs, xs, zs)))
+    if not (len(ix) and len(iy) and len(iz)):
+        return np.zeros((0, 3))
+    X, Y, Z = np.meshgrid(ix, iy, iz, indexing="ij")
     Tinv = np.linalg.inv(T)
-    if lo is None:
-        X, Y, Z = np.meshgrid(xs, xs, zs, indexing="ij")
-        return np.stack([X.ravel(), Y.ravel(), Z.ravel()], 1) @ Tinv[:3, :3].T + Tinv[:3, 3]
-    lo, hi = np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64)
-    corners = np.where(_CORNERS, hi, lo)
-    c = corners @ T[:3, :3].T + T[:3, 3]
-    eps = 1e-9 + 1e-6 * grid
-    ix = np.arange(np.searchsorted(xs, c[:, 0].min() - eps), np.searchsorted(xs, c[:, 0].max() + eps, side="right"))
-    iz = np.arange(np.searchsorted(zs, c[:, 2].min() - eps), np.searchsorted(zs, c[:, 2].max() + eps, side="right"))
-    if not (len(ix) and len(iz)):
-        return np.zeros((0, 3))
-    I, K = np.repeat(ix, len(iz)), np.tile(iz, len(ix))
-    R, t = Tinv[:3, :3], Tinv[:3, 3]
-    base = np.stack([xs[I], np.zeros(len(I)), zs[K]], 1) @ R.T + t   # each row's point at y = 0
-    ey = R[:, 1]                                                        # camera-frame step per unit of y
-    s_lo, s_hi = np.full(len(I), -np.inf), np.full(len(I), np.inf)
-    for k in range(3):
-        if abs(ey[k]) < 1e-12:
-            out = ~((base[:, k] > lo[k] - eps) & (base[:, k] < hi[k] + eps))
-            s_lo[out], s_hi[out] = np.inf, -np.inf
-            continue
-        a1, a2 = (lo[k] - base[:, k]) / ey[k], (hi[k] - base[:, k]) / ey[k]
-        s_lo, s_hi = np.maximum(s_lo, np.minimum(a1, a2)), np.minimum(s_hi, np.maximum(a1, a2))
-    j0 = np.maximum(np.searchsorted(xs, s_lo) - 1, 0)
-    j1 = np.minimum(np.searchsorted(xs, s_hi, side="right") + 1, len(xs))
-    n = np.maximum(j1 - j0, 0) * (s_lo <= s_hi)
-    if not n.sum():
-        return np.zeros((0, 3))
-    row = np.repeat(np.arange(len(I)), n)
-    J = j0[row] + np.arange(n.sum()) - np.repeat(np.cumsum(n) - n, n)
-    P = np.stack([xs[I[row]], xs[J], zs[K[row]]], 1) @ R.T + t
-    return P[_inside(P, lo, hi)]
+    P = np.stack([X.ravel(), Y.ravel(), Z.ravel()], 1) @ Tinv[:3, :3].T + Tinv[:3, 3]
+    return P[_inside(P, np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))]
 
 
 def model_points(vertices, voxel_size=0.008):
@@ -300,7 +283,7 @@ def eval_frame(grasps, meshes, poses, camera_pose, top_k=TOP_K, per_object=PER_O
             crop = np.zeros((0, 3))
         else:
             crop = np.concatenate([scene[_inside(scene, lo, hi)],
-                                   table_points_in_box(camera_pose, lo, hi, grid=voxel_size)])
+                                   table_points_near(camera_pose, t, r, lo, hi, grid=voxel_size)])
         c, e = finger_collision(crop, g[sel, 13:16], g[sel, 4:13].reshape(-1, 3, 3), g[sel, 1], g[sel, 3],
                                 empty_thresh=empty_thresh, device=device)
         coll[sel] = c | e

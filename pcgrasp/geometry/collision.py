@@ -83,17 +83,19 @@ def _finger_collision_numpy(P, c, R, w, d, h, f, b, empty_thresh):
     n = len(c)
     if n == 0 or len(P) == 0:
         return np.zeros(n, bool), np.full(n, 0 < empty_thresh)
-    # grasp-frame coordinates q = R^T (p - c): z for every (point, grasp) as a matrix product
-    # (P - c0) R_z - (c - c0) R_z (c0: the first centre, for precision), x and y only for the pairs
-    # inside the gripper's slab |z| < h/2 (a small fraction)
+    # grasp-frame coordinates q = R^T (p - c) of every (grasp, point) pair as matrix products
+    # R^T (P - c0)^T - R^T (c - c0) ([n, M] per axis; c0: the first centre, for precision); the
+    # tests below only on the pairs inside the gripper's slab |z| < h/2 (a fraction of them)
     c0 = c[0]
-    X = P - c0
+    Xt = np.ascontiguousarray((P - c0).T)
     shift = np.einsum("nk,nkj->nj", c - c0, R)
-    z = X @ R[:, :, 2].T - shift[:, 2]
-    m, k = np.nonzero(np.abs(z) < h / 2)
-    Xm = X[m]
-    x = np.einsum("lk,lk->l", Xm, R[k, :, 0]) - shift[k, 0]
-    ya = np.abs(np.einsum("lk,lk->l", Xm, R[k, :, 1]) - shift[k, 1])
+    M = Xt.shape[1]
+    z = R[:, :, 2] @ Xt
+    z -= shift[:, 2:3]
+    idx = np.flatnonzero(np.abs(z) < h / 2)
+    k = idx // M
+    x = (R[:, :, 0] @ Xt).ravel()[idx] - shift[k, 0]
+    ya = np.abs((R[:, :, 1] @ Xt).ravel()[idx] - shift[k, 1])
     hw = 0.5 * w[k]
     span = ya < hw + f
     along = (x > -b) & (x < d[k])

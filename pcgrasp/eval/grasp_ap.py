@@ -153,9 +153,11 @@ def table_points_near(camera_pose, centers, radii, lo, hi, size=1.0, thickness=0
                   for k, ax in enumerate((xs, xs, zs)))
     if not (len(ix) and len(iy) and len(iz)):
         return np.zeros((0, 3))
-    X, Y, Z = np.meshgrid(ix, iy, iz, indexing="ij")
     Tinv = np.linalg.inv(T)
-    P = np.stack([X.ravel(), Y.ravel(), Z.ravel()], 1) @ Tinv[:3, :3].T + Tinv[:3, 3]
+    R, t = Tinv[:3, :3], Tinv[:3, 3]
+    # the lattice in the camera frame as a sum of its three axes' offsets (broadcast, no meshgrid)
+    P = ((ix[:, None] * R[:, 0])[:, None, None] + (iy[:, None] * R[:, 1])[None, :, None]
+         + (iz[:, None] * R[:, 2] + t)[None, None]).reshape(-1, 3)
     return P[_inside(P, np.asarray(lo, dtype=np.float64), np.asarray(hi, dtype=np.float64))]
 
 

@@ -344,3 +344,37 @@ def test_rays_in_chunks_equal_one_call():
     assert (one[0][clear] == np.isfinite(near[clear])).mean() > 0.97
     with pytest.raises(ValueError, match="chunk"):
         first_hits(mesh, o, dirs, dist, chunk=0)
+
+
+def test_rays_without_embree_are_cast_in_calls_bounded_by_faces(monkeypatch):
+    """trimesh's own caster holds ~rays x faces candidate pairs per call: first_hits
+    casts at most PAIR_BUDGET / faces rays per call there, with the same hits."""
+    from pcgrasp.geometry import rays
+
+    rng = np.random.default_rng(1)
+    mesh = trimesh.creation.icosphere(subdivisions=2, radius=0.05)
+    slow = mesh.copy()
+    slow.ray = trimesh.ray.ray_triangle.RayMeshIntersector(slow)
+    assert not rays.uses_embree(slow)
+    assert rays.rays_per_call(slow) == min(rays.RAY_CHUNK, rays.PAIR_BUDGET // len(mesh.faces))
+    monkeypatch.setattr(rays, "PAIR_BUDGET", 20 * len(mesh.faces))   # 20 rays per call
+    assert rays.rays_per_call(slow) == 20
+    calls = []
+    original = slow.ray.intersects_location
+
+    def counted(o, d, **kw):
+        calls.append(len(o))
+        return original(o, d, **kw)
+
+    monkeypatch.setattr(slow.ray, "intersects_location", counted)
+    o = rng.uniform(-0.1, 0.1, (300, 3))
+    dirs = rng.normal(size=(300, 3))
+    dirs /= np.linalg.norm(dirs, axis=1, keepdims=True)
+    dist = rng.uniform(0, 0.2, 300)
+    got = rays.first_hits(slow, o, dirs, dist)
+    assert max(calls) == 20 and sum(calls) == 300
+    ref = rays.first_hits(mesh, o, dirs, dist, chunk=10 ** 6)          # Embree when installed
+    assert 30 < got[0].sum() < 270
+    assert (got[0] == ref[0]).mean() > 0.98
+    both = got[0] & ref[0]
+    np.testing.assert_allclose(got[1][both], ref[1][both], atol=1e-6)

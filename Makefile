@@ -78,6 +78,18 @@ sanitize: venv
 gpu-check:
 	bash tools/gpu-check.sh
 
+# graspnetAPI 1.2.11's evaluator against pcgrasp's on synthetic scenes, in a scratch venv
+# (tools/graspnetapi-venv.sh, ~1 min once): `parity` is the full run that writes results/parity/ and
+# benchmarks/results/*-evaluate-grasps.* (~20 min); `parity-quick` one scene, 4 frames, into /tmp (CI)
+.PHONY: parity parity-quick
+parity: build
+	bash tools/graspnetapi-venv.sh
+	$(PY) tools/graspnet_parity.py
+
+parity-quick: build
+	bash tools/graspnetapi-venv.sh
+	$(PY) tools/graspnet_parity.py --quick --work /tmp/pcgrasp-parity-quick --out /tmp/pcgrasp-parity-quick/report
+
 # the GPU check's dry run (no GPU needed; needs `make build` first): same steps and time plan, cheap stand-ins
 .PHONY: gpu-check-dry
 gpu-check-dry:

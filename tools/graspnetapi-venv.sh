@@ -30,6 +30,16 @@ case "$(cd "$(dirname "$0")/.." && pwd)/.venv" in
     say "refusing to use the project's .venv ($VENV)"; exit 2 ;;
 esac
 
+# open3d's wheel links libusb-1.0; install the Debian package when we can (root + apt-get), else say so
+if ! ldconfig -p 2>/dev/null | grep -q 'libusb-1\.0\.so'; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    say "installing the Debian package libusb-1.0-0 (open3d needs it)"
+    (apt-get install -y -q libusb-1.0-0 >/dev/null 2>&1 || { apt-get update -q >/dev/null && apt-get install -y -q libusb-1.0-0 >/dev/null; })
+  else
+    say "open3d needs the system library libusb-1.0 (Debian: apt-get install libusb-1.0-0); not found"; exit 3
+  fi
+fi
+
 if [ ! -x "$VENV/bin/python" ]; then
   say "creating $VENV with $PY"
   "$PY" -m venv "$VENV"

@@ -80,7 +80,7 @@ gpu-check:
 
 # graspnetAPI 1.2.11's evaluator against pcgrasp's on synthetic scenes, in a scratch venv
 # (tools/graspnetapi-venv.sh, ~1 min once): `parity` is the full run that writes results/parity/ and
-# benchmarks/results/*-evaluate-grasps.* (~20 min); `parity-quick` one scene, 4 frames, into /tmp (CI)
+# benchmarks/results/*-evaluate-grasps.* (~20 min); `parity-quick` one scene, 64 frames, into /tmp (CI)
 .PHONY: parity parity-quick
 parity: build
 	bash tools/graspnetapi-venv.sh

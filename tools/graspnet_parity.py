@@ -3,7 +3,7 @@
 same synthetic scenes and grasp dumps (issue 21).
 
     tools/graspnetapi-venv.sh                        # once: the scratch venv
-    .venv/bin/python tools/graspnet_parity.py --quick   # 1 scene, 4 frames, CI
+    .venv/bin/python tools/graspnet_parity.py --quick   # 1 scene, every 4th frame (64), CI
     .venv/bin/python tools/graspnet_parity.py           # 4 scenes x 256 frames
 
 Steps (each reuses what the work folder already holds):
@@ -528,7 +528,7 @@ def ap3(acc):
 # ---------------------------------------------------------------- main
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="1 scene, 4 frames (CI)")
+    ap.add_argument("--quick", action="store_true", help="1 scene, every 4th of its 256 frames (CI)")
     ap.add_argument("--scenes", default=None, help="scene ids (default 100,101,102,160; --quick: 100)")
     ap.add_argument("--anns", default=None,
                     help="annotations, e.g. 0,85 (default: all 256 via eval_scene; --quick: 0,85,170,255)")
@@ -554,7 +554,7 @@ def main(argv=None):
     from pcgrasp.data.synthetic.scenes import generate_scenes, parse_scene_ids
 
     scenes = parse_scene_ids(args.scenes or ("100" if args.quick else "100,101,102,160"))
-    anns = [int(a) for a in args.anns.split(",")] if args.anns else ([0, 85, 170, 255] if args.quick else None)
+    anns = [int(a) for a in args.anns.split(",")] if args.anns else (list(range(0, 256, 4)) if args.quick else None)
     full = anns is None
     anns_list = list(range(256)) if full else anns
     root = os.path.join(args.work, "root")

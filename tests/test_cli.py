@@ -58,3 +58,21 @@ def test_a_value_error_inside_a_command_is_one_line_and_its_traceback_on_request
     monkeypatch.setenv("PCGRASP_TRACEBACK", "1")
     with pytest.raises(ValueError, match="train.lr"):
         main(ap_args)
+
+
+def test_resume_is_offered_only_by_the_commands_that_continue_a_checkpoint(capsys):
+    """--resume on a command that ignored it was a promise the CLI did not keep: it is offered
+    by the commands whose code passes it on (found by reading the CLI sources), and by no other."""
+    import inspect
+    import re
+
+    from pcgrasp import cli
+
+    sources = "".join(inspect.getsource(m) for m in (cli.contrast, cli.detector, cli.ebm, cli.jepa))
+    assert len(re.findall(r"resume=a\.resume", sources)) == 5
+    resumable = {("contrast-pretrain",), ("train-detector",), ("ebm", "train"), ("pretrain",), ("train",)}
+    for path in command_paths():
+        with pytest.raises(SystemExit):
+            main([*path, "--help"])
+        offered = "--resume" in capsys.readouterr().out
+        assert offered == (path in resumable), path

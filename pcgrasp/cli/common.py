@@ -24,10 +24,12 @@ def load_cfg(a):
     return load_config(config_path(a.config), a.overrides)
 
 
-def with_config(p, default):
-    """Adds the options every config-driven command shares."""
+def with_config(p, default, resume=False):
+    """Adds the options every config-driven command shares; ``--resume`` only
+    where the command continues a run from its checkpoint (``resume=True``)."""
     p.add_argument("--config", default=default, help="YAML path or packaged config name")
-    p.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
+    if resume:
+        p.add_argument("--resume", action="store_true", help="continue the run from its last.pt")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("overrides", nargs="*", help="key.sub=value")
     return p

@@ -19,7 +19,7 @@ from .common import load_cfg, with_config
 def register(sub):
     """Adds ``pcgrasp contrast-pretrain|contrast-evaluate|contrast-report``."""
     p = with_config(sub.add_parser("contrast-pretrain", help="GraspContrast two-view pretraining -> backbone.pt"),
-                    "contrast_demo")
+                    "contrast_demo", resume=True)
     p.set_defaults(func=cmd_pretrain)
     e = with_config(sub.add_parser("contrast-evaluate", help="feature-match recall of a backbone on held-out pairs"),
                     "contrast_demo")

@@ -181,7 +181,8 @@ def _demo(previous):
 def register(sub):
     """Adds ``pcgrasp train-detector|evaluate-detector|detection-sweep|detection-untrained`` and
     ``pcgrasp demo detection`` (registered after the Point-JEPA commands)."""
-    t = with_config(sub.add_parser("train-detector", help="fine-tune the GSNet-style detector"), "detector_demo")
+    t = with_config(sub.add_parser("train-detector", help="fine-tune the GSNet-style detector"), "detector_demo",
+                    resume=True)
     t.add_argument("--init", choices=["graspcontrast", "scratch"], default="scratch",
                    help="backbone initialisation: a GraspContrast backbone.pt or random")
     t.add_argument("--frames", type=int, choices=FRAMES, default=256,

@@ -24,7 +24,7 @@ def register(sub):
     g.add_argument("--noise-sigma", type=float, default=0.0, help="depth noise (m), 0 = none")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--quiet", action="store_true")
-    with_config(cmds.add_parser("train", help="train one energy model (train.tau)"), "ebm_demo")
+    with_config(cmds.add_parser("train", help="train one energy model (train.tau)"), "ebm_demo", resume=True)
     with_config(cmds.add_parser("sweep", help="train over sweep.taus; table + PNG"), "ebm_demo")
     r = with_config(cmds.add_parser("refine", help="refine random grasps by energy descent"), "ebm_demo")
     r.add_argument("--checkpoint", default=None, type=existing_file,

@@ -23,7 +23,8 @@ Per frame (``eval_frame``):
    fingers from -0.02 to the depth, the bottom behind them) any point in a
    finger or the bottom collides, fewer than 10 points between the fingers is
    "empty"; both -> failure (-1); the gripper height is graspnetAPI's fixed
-   0.02 m, not the array's column;
+   0.02 m, not the array's column (for speed, only the crop's points that
+   some gripper can reach are made and tested: the same result);
 6. force closure of the rest on the assigned object's mesh
    (``geometry.jaws.jaw_contacts``): the jaws close on the fingertip line
    (t + depth x approach) from the grasp's width, each jaw travelling w/2 to

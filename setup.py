@@ -83,7 +83,10 @@ csrc = os.path.join(ROOT, "csrc")
 sources = [os.path.relpath(p, ROOT) for p in sorted(glob.glob(os.path.join(csrc, "**", "*.cpp"), recursive=True))]
 cu_sources = [os.path.relpath(p, ROOT) for p in sorted(glob.glob(os.path.join(csrc, "**", "*.cu"), recursive=True))]
 
-cxx_flags = ["-O3", "-ffp-contract=off", "-fvisibility=hidden"]
+# -fopenmp: ATen's at::parallel_for is a header template that runs serially unless the
+# extension itself is compiled with OpenMP (torch's libgomp is the one loaded at run time).
+cxx_flags = ["-O3", "-ffp-contract=off", "-fvisibility=hidden", "-fopenmp"]
+link_flags = ["-fopenmp"]
 nvcc_flags = ["-O3", "-lineinfo", "--expt-relaxed-constexpr"]
 include_dirs = [csrc]
 arch_list = os.environ.get("TORCH_CUDA_ARCH_LIST", "") if with_cuda else ""
@@ -98,10 +101,10 @@ if with_cuda:
     ext = CUDAExtension(
         "pcgrasp._C", sources + cu_sources, include_dirs=include_dirs,
         define_macros=[("PCGRASP_WITH_CUDA", "1")],
-        extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags})
+        extra_compile_args={"cxx": cxx_flags, "nvcc": nvcc_flags}, extra_link_args=link_flags)
 else:
     ext = CppExtension("pcgrasp._C", sources, include_dirs=include_dirs,
-                       extra_compile_args={"cxx": cxx_flags})
+                       extra_compile_args={"cxx": cxx_flags}, extra_link_args=link_flags)
 
 # Record what was built; pcgrasp.build_info() reports it.
 with open(os.path.join(ROOT, "pcgrasp", "_build_config.py"), "w") as f:

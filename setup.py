@@ -126,7 +126,7 @@ setup(
     python_requires=">=3.9",
     package_data={"pcgrasp": ["configs/*.yaml"]},
     install_requires=["torch>=2.5", "numpy", "trimesh", "pyyaml", "tqdm", "tensorboard", "matplotlib",
-                      "scipy", "embreex", "rtree", "python-fcl", "pillow", "threadpoolctl"],
+                      "scipy", "embreex", "rtree", "python-fcl", "pillow"],
     extras_require={"scale": ["ray"]},  # pcgrasp labels on a Ray cluster (optional; serial without it)
     entry_points={"console_scripts": ["pcgrasp = pcgrasp.cli:main"]},
 )

@@ -1,14 +1,24 @@
 """MinkUNet14D (GSNet's, 3 -> 512) forward + backward on a 20000-point scene at 5 mm voxels:
-pcgrasp.nn against MinkowskiEngine in the same process when ME imports (same weights, same input).
+pcgrasp.nn (fused kernels) against MinkowskiEngine (when it imports: `make minkowski`) and against
+pcgrasp's own pure-torch reference convolution (nn.sparse_conv_reference), in the same process,
+same weights, same input. On CUDA the step runs under bf16 autocast (as GSNet training would) unless
+--dtype float32.
+
+Peak memory: CUDA, torch's peak allocation per case; CPU (--memory, default on), each
+implementation's forward + backward once in a child process, peak resident memory above what it
+held before the step (Linux: /proc/self/clear_refs resets the high-water mark).
 
     python benchmarks/bench_sparse.py [--device cpu|cuda] [--points 20000] [--voxel 0.005] [--only NAME]
-                                      [--out DIR] [--budget-s S]
+                                      [--dtype bf16|float32] [--no-memory] [--out DIR] [--budget-s S]
 
 Writes JSON + markdown under benchmarks/results/ (or --out; <device>-sparse.*). Medians; ratio = peer / pcgrasp.
 """
 import argparse
+import contextlib
+import json
 import math
 import os
+import subprocess
 import sys
 
 import numpy as np
@@ -44,6 +54,82 @@ def scene(n, seed=0):
     return torch.as_tensor(pts, dtype=torch.float32)
 
 
+def _rss_kib(field):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return None
+
+
+def build(args, dev):
+    pts = scene(args.points).to(dev)
+    x, _ = snn.sparse_tensor_from_points(pts[None], torch.ones(1, len(pts), 3, device=dev), args.voxel)
+    torch.manual_seed(0)
+    model = MinkUNet14D(3, 512).to(dev).train()
+    return x, model
+
+
+def runner(impl, x, model, backward, autocast_dtype):
+    """One forward (+ backward) of implementation impl: 'pcgrasp', 'reference' or 'MinkowskiEngine'."""
+    dev = x.device
+    amp = (lambda: torch.autocast(dev.type, dtype=autocast_dtype)) if autocast_dtype else contextlib.nullcontext
+    if impl == "MinkowskiEngine":
+        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
+        from _minkowski_unet import MEMinkUNet14D
+        net = MEMinkUNet14D(3, 512, model.planes)
+        net.load_state_dict(model.state_dict(), strict=True)
+        net.train()
+
+        def fwd():
+            return net(ME.SparseTensor(x.F, coordinates=x.C)).F
+    else:
+        net = model
+
+        def fwd():
+            return model(snn.SparseTensor(x.F, x.C)).F  # a fresh coordinate manager, as in training
+
+    def run():
+        patch = contextlib.nullcontext()
+        if impl == "reference":
+            from unittest import mock
+            patch = mock.patch("pcgrasp.nn.modules.sparse_conv", snn.sparse_conv_reference)
+        with patch, amp():
+            y = fwd()
+        if backward:
+            net.zero_grad(set_to_none=True)
+            y.float().square().mean().backward()
+    return run
+
+
+def peak_child(args):
+    """--peak IMPL: one warm step, then the peak RSS of one forward + backward above the RSS before it."""
+    dev = torch.device(args.device)
+    x, model = build(args, dev)
+    run = runner(args.peak, x, model, True, None)
+    run()
+    import gc
+    gc.collect()
+    before = _rss_kib("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    run()
+    print(json.dumps({"peak_mib": (_rss_kib("VmHWM") - before) / 1024}))
+
+
+def cpu_peaks(args, impls):
+    out = {}
+    for impl in impls:
+        cmd = [sys.executable, os.path.abspath(__file__), "--device", "cpu", "--points", str(args.points),
+               "--voxel", str(args.voxel), "--peak", impl]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
+            out[impl] = round(json.loads(r.stdout.strip().splitlines()[-1])["peak_mib"], 1)
+        except Exception as e:  # reported, not fatal
+            out[impl] = f"failed: {type(e).__name__}"
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -51,41 +137,23 @@ def main():
     ap.add_argument("--voxel", type=float, default=0.005)
     ap.add_argument("--budget", type=float, default=60.0, help="seconds per timed callable")
     ap.add_argument("--only", default="")
+    ap.add_argument("--dtype", choices=["bf16", "float32"], default=None,
+                    help="autocast dtype of the step (default: bf16 on CUDA, float32 on the CPU)")
+    ap.add_argument("--no-memory", action="store_true", help="CPU: skip the peak-memory child processes")
+    ap.add_argument("--peak", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     add_budget_arg(ap)
     args = ap.parse_args()
+    if args.peak:
+        return peak_child(args)
     dev = torch.device(args.device)
-    torch.manual_seed(0)
-    pts = scene(args.points).to(dev)
-    x, inverse = snn.sparse_tensor_from_points(pts[None], torch.ones(1, len(pts), 3, device=dev), args.voxel)
+    x, model = build(args, dev)
     V = len(x)
-    model = MinkUNet14D(3, 512).to(dev).train()
-    sd = model.state_dict()
-
-    def ours(backward):
-        def run():
-            y = model(snn.SparseTensor(x.F, x.C))  # a fresh coordinate manager, as in training
-            if backward:
-                model.zero_grad(set_to_none=True)
-                y.F.square().mean().backward()
-        return run
-
-    peers_f, peers_b = {}, {}
-    if ME is not None and dev.type == "cpu":
-        sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests"))
-        from _minkowski_unet import MEMinkUNet14D
-        me_model = MEMinkUNet14D(3, 512, model.planes)
-        me_model.load_state_dict(sd, strict=True)
-        me_model.train()
-
-        def me(backward):
-            def run():
-                y = me_model(ME.SparseTensor(x.F, coordinates=x.C))
-                if backward:
-                    me_model.zero_grad(set_to_none=True)
-                    y.F.square().mean().backward()
-            return run
-        peers_f["MinkowskiEngine"], peers_b["MinkowskiEngine"] = me(False), me(True)
+    amp_dtype = {"bf16": torch.bfloat16, "float32": None}[args.dtype or ("bf16" if dev.type == "cuda" else "float32")]
+    impls = ["reference"] + (["MinkowskiEngine"] if ME is not None and dev.type == "cpu" else [])
+    peers_f = {("pure-torch reference" if i == "reference" else i): runner(i, x, model, False, amp_dtype) for i in impls}
+    peers_b = {("pure-torch reference" if i == "reference" else i): runner(i, x, model, True, amp_dtype) for i in impls}
+    ours = {b: runner("pcgrasp", x, model, b, amp_dtype) for b in (False, True)}
 
     def peak():
         if dev.type != "cuda":
@@ -94,10 +162,12 @@ def main():
         torch.cuda.reset_peak_memory_stats(dev)
         return f"peak CUDA memory {m:.0f} MiB"
 
-    note = f"{args.points} points, {args.voxel * 1e3:g} mm voxels -> {V} voxels"
+    note = f"{args.points} points, {args.voxel * 1e3:g} mm voxels -> {V} voxels" + (
+        f", {args.dtype or 'bf16'} autocast" if amp_dtype else "")
+    sfx = "_bf16" if amp_dtype else ""
     cases = [
-        {"name": "minkunet14d_512_forward", "ours": ours(False), "peers": peers_f, "notes": note, "after": peak},
-        {"name": "minkunet14d_512_forward_backward", "ours": ours(True), "peers": peers_b, "notes": note,
+        {"name": "minkunet14d_512_forward" + sfx, "ours": ours[False], "peers": peers_f, "notes": note, "after": peak},
+        {"name": "minkunet14d_512_forward_backward" + sfx, "ours": ours[True], "peers": peers_b, "notes": note,
          "after": peak},
     ]
     dname = device_name(dev)
@@ -105,6 +175,12 @@ def main():
     res = run_cases(cases, dev, args.budget, args.only, args.budget_s, stats)
     meta = {"points": args.points, "voxel": args.voxel, "voxels": V,
             "minkowski": getattr(ME, "__version__", None), "threads": torch.get_num_threads(), **stats}
+    if dev.type == "cpu" and not args.no_memory and not stats["stopped"] and os.path.exists("/proc/self/clear_refs"):
+        meta["cpu_peak_rss_mib_forward_backward"] = peaks = cpu_peaks(args, ["pcgrasp"] + impls)
+        print("CPU peak memory above the resident set, one forward + backward (MiB):", peaks, flush=True)
+        for r in res:
+            if r["case"].endswith("forward_backward"):
+                r["notes"] += "; peak RSS MiB " + ", ".join(f"{k} {v}" for k, v in peaks.items())
     write_results(args.out, bool(args.only or stats["stopped"]), dname, res, meta,
                   title="Sparse backbone (MinkUNet14D)", stem="sparse")
 

@@ -24,6 +24,8 @@ TORCH_LIBRARY(pcgrasp, m) {
   // sparse convolution (pcgrasp.nn)
   m.def("kernel_map(Tensor in_coords, Tensor out_coords, int[] kernel_size, int[] dilation, int[] tensor_stride) -> (Tensor in_idx, Tensor out_idx, Tensor counts)");
   m.def("downsample_coords(Tensor coords, int[] stride) -> (Tensor coords, Tensor inverse)");
+  m.def("sparse_conv(Tensor features, Tensor weight, Tensor in_idx, Tensor out_idx, int[] counts, int n_out, int identity, bool transpose_weight) -> Tensor");
+  m.def("sparse_conv_weight_grad(Tensor features, Tensor grad, Tensor in_idx, Tensor out_idx, int[] counts, int identity) -> Tensor");
 }
 
 // The extension is loaded as a Python module only so that importing it runs

@@ -29,18 +29,20 @@ def sparse(rng, C=3, dtype=torch.float64, device="cpu", **kw):
     return snn.SparseTensor(torch.as_tensor(rng.normal(size=(len(c), C)), dtype=dtype, device=device), c.to(device))
 
 
-@pytest.fixture(params=["numpy", "torch"])
-def cpu_path(request, monkeypatch):
-    """On the CPU, float32/64 convolutions run through NumPy's BLAS by default; test both paths."""
-    from pcgrasp.nn import functional
-    monkeypatch.setattr(functional, "USE_NUMPY_ON_CPU", request.param == "numpy")
+@pytest.fixture(params=["fused", "reference"])
+def conv_impl(request, monkeypatch):
+    """The layers run on the fused kernels (csrc/sparse_conv); the pure-torch reference
+    (snn.sparse_conv_reference) runs the same layers too: both are held to the dictionary oracle."""
+    from pcgrasp.nn import modules
+    if request.param == "reference":
+        monkeypatch.setattr(modules, "sparse_conv", snn.sparse_conv_reference)
     return request.param
 
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("ks,dil,bias", [(3, 1, False), (5, 1, True), (2, 1, False), (3, 2, True), (1, 1, True),
                                          (4, 1, False)])
-def test_conv_stride1_matches_reference(rng, device, ks, dil, bias, cpu_path):
+def test_conv_stride1_matches_reference(rng, device, ks, dil, bias, conv_impl):
     x = sparse(rng, device=device)
     conv = snn.SparseConv3d(3, 4, ks, dilation=dil, bias=bias).double().to(device)
     assert conv.kernel.shape == ((3, 4) if ks == 1 else (ks ** 3, 3, 4))
@@ -55,7 +57,7 @@ def test_conv_stride1_matches_reference(rng, device, ks, dil, bias, cpu_path):
 
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("ks", [2, 3])
-def test_strided_conv_and_transpose_match_reference(rng, device, ks, cpu_path):
+def test_strided_conv_and_transpose_match_reference(rng, device, ks, conv_impl):
     x = sparse(rng, device=device, lo=-9, hi=9, n=200)
     down1 = snn.SparseConv3d(3, 4, ks, stride=2).double().to(device)
     down2 = snn.SparseConv3d(4, 5, ks, stride=2).double().to(device)
@@ -92,7 +94,7 @@ def test_offset_order_and_correlation():
     assert y.F[:, 0].tolist() == [14.0, 13.0]  # origin sees +x (k=14); (1,0,0) sees itself (k=13)
 
 
-def test_gradcheck_conv_layers(rng, cpu_path):
+def test_gradcheck_conv_layers(rng, conv_impl):
     """Gradients of features, kernel and bias through the modules (functional_call swaps in
     the differentiated parameters)."""
     x = sparse(rng, C=2, n=40, lo=-3, hi=3)
@@ -110,7 +112,7 @@ def test_gradcheck_conv_layers(rng, cpu_path):
         assert torch.autograd.gradcheck(f, args)
 
 
-def test_module_gradients_match_reference(rng, cpu_path):
+def test_module_gradients_match_reference(rng, conv_impl):
     x = sparse(rng, C=3, n=80)
     F = x.F.clone().requires_grad_()
     conv = snn.SparseConv3d(3, 2, 3).double()
@@ -313,8 +315,17 @@ def test_a_network_reads_the_host_once_per_kernel_map_not_per_layer(monkeypatch)
         net(x)
     maps = len(x.coordinate_manager._kernel_maps)
     assert convs >= 25 and maps == 10
-    assert reads.counts == {"pcgrasp.kernel_map.default": maps, "pcgrasp.downsample_coords.default": 4}
+    sized = {k: v for k, v in reads.counts.items() if "sparse_conv" not in k}
+    assert sized == {"pcgrasp.kernel_map.default": maps, "pcgrasp.downsample_coords.default": 4}
+    assert reads.counts["pcgrasp.sparse_conv.default"] == sum(
+        isinstance(m, (snn.SparseConv3d, snn.SparseConvTranspose3d)) and not m.use_mm for m in net.modules())
     assert len(tolist) == maps
     with _HostReads() as again, torch.no_grad():
         net(x.replace_features(x.F + 1))
-    assert again.counts == {} and len(tolist) == maps
+    assert {k for k in again.counts if "sparse_conv" not in k} == set() and len(tolist) == maps
+    # training: forward + backward on the same maps, the fused kernels and no host read at all
+    net.train()
+    with _HostReads() as step:
+        net(x.replace_features(x.F.requires_grad_())).F.square().sum().backward()
+    assert set(step.counts) == {"pcgrasp.sparse_conv.default", "pcgrasp.sparse_conv_weight_grad.default"}
+    assert len(tolist) == maps

@@ -2,7 +2,7 @@
 
 Layers: ops <- nn <- models. See README "Sparse voxel backbone".
 """
-from .functional import KernelMap, sparse_conv
+from .functional import KernelMap, sparse_conv, sparse_conv_reference
 from .modules import SparseBatchNorm, SparseConv3d, SparseConvTranspose3d, SparseReLU
 from .sparse_tensor import (CoordinateManager, SparseTensor, features_at_points, sparse_cat,
                             sparse_tensor_from_points)
@@ -17,6 +17,7 @@ __all__ = [
     "SparseReLU",
     "sparse_cat",
     "sparse_conv",
+    "sparse_conv_reference",
     "KernelMap",
     "sparse_tensor_from_points",
     "features_at_points",

@@ -68,7 +68,8 @@ class CoordinateManager:
             identity = None
             if in_stride == out_stride:  # same map: the zero offset pairs every row with itself
                 identity = _zero_offset(kernel_size)
-            km = self._kernel_maps[key] = KernelMap(in_idx, out_idx, counts, len(cin), len(cout), identity)
+            km = self._kernel_maps[key] = KernelMap(in_idx, out_idx, counts, len(cin), len(cout), identity,
+                                                    sorted_by_out=True)
         return km
 
 
@@ -123,7 +124,8 @@ class SparseTensor:
                 raise ValueError(f"coordinates must be multiples of tensor_stride={tensor_stride}")
             if bool((c[:, 0] < 0).any()):
                 raise ValueError("coordinates' batch column must be >= 0")
-            if torch.unique(c, dim=0).shape[0] != c.shape[0]:
+            # sorted unique rows (a lexicographic sort in C++; torch.unique(dim=0) walks rows in Python-speed steps)
+            if ops.downsample_coords(c, 1)[0].shape[0] != c.shape[0]:
                 raise ValueError("coordinates must be unique rows; merge duplicate points first "
                                  "(sparse_tensor_from_points voxelizes and reduces them)")
 

@@ -16,6 +16,7 @@ from .false_negative_mask import false_negative_mask
 from .point_info_nce import point_info_nce
 from .ragged import masked_to_padded, packed_to_padded, padded_to_packed
 from .sequencer import nearest_neighbor_order
+from .sparse_conv import sparse_conv_pairs, sparse_conv_weight_grad, transpose_kernel_map
 from .voxelize import voxelize
 
 __all__ = [
@@ -39,6 +40,9 @@ __all__ = [
     "kernel_map",
     "kernel_offsets",
     "downsample_coords",
+    "sparse_conv_pairs",
+    "sparse_conv_weight_grad",
+    "transpose_kernel_map",
     "masked_to_padded",
     "padded_to_packed",
     "packed_to_padded",

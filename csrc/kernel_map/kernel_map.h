@@ -13,11 +13,13 @@
 //   out: the unique rows (b, floor(x / s) * s, ...), sorted lexicographically; inverse: the out
 //   row of every input row.
 //
-// The input rows are sorted lexicographically once (stable LSD sorts, no key packing: four
-// int32 columns need 128 bits, and common/cellkeys.h clamps its 21-bit cells, which is fine for a
-// radius search but not for exact lookups); every (output row, offset) query is then a binary
-// search over the sorted rows: O((N + K M) log N), never all pairs. Offsets are added in int64,
-// so queries that leave the int32 range simply match nothing.
+// CPU: when the input rows' column spans fit 62 bits together (any real scene), each row is packed
+// into one int64 key (column order kept, so key order is lexicographic order), the keys are
+// sorted stably and hashed, and every (output row, offset) query is one hash lookup; otherwise,
+// and on CUDA, the rows are sorted lexicographically (stable LSD sorts; common/cellkeys.h clamps
+// its 21-bit cells, fine for a radius search but not for exact lookups) and every query is a
+// binary search: O((N + K M) log N), never all pairs. Offsets are added in int64, so queries that
+// leave the int32 range (or the packed box) simply match nothing.
 #pragma once
 
 #include <ATen/ATen.h>

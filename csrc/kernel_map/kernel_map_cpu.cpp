@@ -88,6 +88,84 @@ std::tuple<at::Tensor, at::Tensor> downsample_coords(const at::Tensor& coords, a
   return {out, inverse};
 }
 
+namespace {
+
+// Rows packed into one int64 key, most significant column first (so key order is the rows'
+// lexicographic order), each column shifted by its minimum over the input rows: possible when
+// the input rows' spans need at most 62 bits together, which covers any real scene.
+struct RowPacker {
+  int64_t lo[4], span[4];
+  int shift[4];
+  bool ok = false;
+
+  explicit RowPacker(const int32_t* rows, int64_t n) {
+    if (n == 0) return;
+    int64_t hi[4];
+    for (int d = 0; d < 4; ++d) lo[d] = hi[d] = rows[d];
+    for (int64_t i = 1; i < n; ++i)
+      for (int d = 0; d < 4; ++d) {
+        lo[d] = std::min<int64_t>(lo[d], rows[i * 4 + d]);
+        hi[d] = std::max<int64_t>(hi[d], rows[i * 4 + d]);
+      }
+    int bits = 0;
+    for (int d = 3; d >= 0; --d) {
+      span[d] = hi[d] - lo[d] + 1;
+      int b = 0;
+      while (b < 40 && (int64_t(1) << b) < span[d]) ++b;
+      shift[d] = bits;
+      bits += b;
+    }
+    ok = bits <= 62;
+  }
+  // -1 when the row lies outside the input rows' box (it can match nothing)
+  int64_t key(const int64_t* q) const {
+    int64_t k = 0;
+    for (int d = 0; d < 4; ++d) {
+      const int64_t v = q[d] - lo[d];
+      if (v < 0 || v >= span[d]) return -1;
+      k |= v << shift[d];
+    }
+    return k;
+  }
+};
+
+// Open-addressing hash of the distinct input keys -> their [first, last) run in the sorted order.
+struct KeyTable {
+  std::vector<int64_t> keys;
+  std::vector<int64_t> first, last;
+  int64_t mask;
+
+  static uint64_t hash(int64_t k) { return (static_cast<uint64_t>(k) * 0x9E3779B97F4A7C15ull) >> 17; }
+
+  KeyTable(const std::vector<int64_t>& sorted_keys) {
+    int64_t cap = 16;
+    while (cap < 2 * static_cast<int64_t>(sorted_keys.size())) cap <<= 1;
+    keys.assign(cap, -1);
+    first.resize(cap);
+    last.resize(cap);
+    mask = cap - 1;
+    const int64_t n = static_cast<int64_t>(sorted_keys.size());
+    for (int64_t s = 0; s < n;) {
+      int64_t e = s + 1;
+      while (e < n && sorted_keys[e] == sorted_keys[s]) ++e;
+      int64_t h = static_cast<int64_t>(hash(sorted_keys[s])) & mask;
+      while (keys[h] != -1) h = (h + 1) & mask;
+      keys[h] = sorted_keys[s];
+      first[h] = s;
+      last[h] = e;
+      s = e;
+    }
+  }
+  void find(int64_t k, int64_t& s, int64_t& e) const {
+    for (int64_t h = static_cast<int64_t>(hash(k)) & mask;; h = (h + 1) & mask) {
+      if (keys[h] == k) { s = first[h]; e = last[h]; return; }
+      if (keys[h] == -1) { s = e = 0; return; }
+    }
+  }
+};
+
+}  // namespace
+
 std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_map_cpu(const at::Tensor& in_coords,
                                                               const at::Tensor& out_coords,
                                                               at::IntArrayRef kernel_size,
@@ -97,10 +175,30 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_map_cpu(const at::Tensor& 
   const std::vector<int64_t> off = kernel_offsets(kernel_size, dilation, tensor_stride);
   const int64_t K = static_cast<int64_t>(off.size()) / 3, N = in_coords.size(0), M = out_coords.size(0);
   const auto lopt = in_coords.options().dtype(at::kLong);
-  const at::Tensor perm = lexsort_rows(in_coords).contiguous();
-  const at::Tensor sorted = in_coords.index_select(0, perm).contiguous();
+  const at::Tensor in_c = in_coords.contiguous();
+  const RowPacker packer(in_c.data_ptr<int32_t>(), N);
+  at::Tensor perm, sorted;
+  std::vector<int64_t> sorted_keys;
+  if (packer.ok) {  // one int64 key per row: a stable sort of the keys, then a hash lookup per query
+    std::vector<int64_t> key(N);
+    const int32_t* R = in_c.data_ptr<int32_t>();
+    for (int64_t i = 0; i < N; ++i) {
+      const int64_t q[4] = {R[i * 4], R[i * 4 + 1], R[i * 4 + 2], R[i * 4 + 3]};
+      key[i] = packer.key(q);
+    }
+    perm = at::empty({N}, lopt);
+    int64_t* pp = perm.data_ptr<int64_t>();
+    for (int64_t i = 0; i < N; ++i) pp[i] = i;
+    std::stable_sort(pp, pp + N, [&](int64_t a, int64_t b) { return key[a] < key[b]; });
+    sorted_keys.resize(N);
+    for (int64_t i = 0; i < N; ++i) sorted_keys[i] = key[pp[i]];
+  } else {  // spans too wide to pack: lexicographic sort of the rows and binary search
+    perm = lexsort_rows(in_c).contiguous();
+    sorted = in_c.index_select(0, perm).contiguous();
+  }
+  const KeyTable table(packer.ok ? sorted_keys : std::vector<int64_t>());
   const at::Tensor out = out_coords.contiguous();
-  const int32_t* S = sorted.data_ptr<int32_t>();
+  const int32_t* S = packer.ok ? nullptr : sorted.data_ptr<int32_t>();
   const int32_t* O = out.data_ptr<int32_t>();
   const int64_t* P = perm.data_ptr<int64_t>();
   // Queries t = k * M + o in chunks; each chunk's pairs stay in t order.
@@ -113,8 +211,13 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> kernel_map_cpu(const at::Tensor& 
       for (int64_t t = ch * kChunk; t < std::min(T, (ch + 1) * kChunk); ++t) {
         const int64_t k = t / M, o = t % M;
         if (!shifted_row(O + o * 4, &off[k * 3], q)) continue;
-        int64_t s, e;
-        equal_range_row(S, N, q, s, e);
+        int64_t s = 0, e = 0;
+        if (packer.ok) {
+          const int64_t kq = packer.key(q);
+          if (kq >= 0) table.find(kq, s, e);
+        } else {
+          equal_range_row(S, N, q, s, e);
+        }
         for (int64_t p = s; p < e; ++p) hits[ch].insert(hits[ch].end(), {P[p], t});
       }
     }

@@ -64,8 +64,10 @@ def kernel_map(in_coords, out_coords, kernel_size, dilation=1, tensor_stride=1):
             + offset_k`` (same batch), grouped by offset k, then ordered by o, then i.
         counts: [K] int64, the number of pairs of each offset (``in_idx.split(counts)``).
 
-    Found by binary search over the lexicographically sorted input rows (never all
-    pairs); integer arithmetic only, int64 intermediates.
+    Never all pairs: on the CPU each row is packed into one int64 key (when the columns'
+    spans fit 62 bits, as in any real scene) and every query is a hash lookup; otherwise, and
+    on CUDA, a binary search over the lexicographically sorted input rows. Integer arithmetic
+    only, int64 intermediates.
     """
     _coords(in_coords, "in_coords")
     _coords(out_coords, "out_coords", like=in_coords)

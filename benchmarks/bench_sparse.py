@@ -5,8 +5,8 @@ same weights, same input. On CUDA the step runs under bf16 autocast (as GSNet tr
 --dtype float32.
 
 Peak memory: CUDA, torch's peak allocation per case; CPU (--memory, default on), each
-implementation's forward + backward once in a child process, peak resident memory above what it
-held before the step (Linux: /proc/self/clear_refs resets the high-water mark).
+implementation's first forward + backward in a fresh child process, peak resident memory above
+what the process held before the step (Linux: /proc/self/clear_refs resets the high-water mark).
 
     python benchmarks/bench_sparse.py [--device cpu|cuda] [--points 20000] [--voxel 0.005] [--only NAME]
                                       [--dtype bf16|float32] [--no-memory] [--out DIR] [--budget-s S]
@@ -103,13 +103,12 @@ def runner(impl, x, model, backward, autocast_dtype):
 
 
 def peak_child(args):
-    """--peak IMPL: one warm step, then the peak RSS of one forward + backward above the RSS before it."""
+    """--peak IMPL: in a fresh process, the peak RSS of its first forward + backward above the RSS
+    before it (a warm-up step would leave freed pages resident in the allocator for some
+    implementations and not others, so the first step is the comparable one)."""
     dev = torch.device(args.device)
     x, model = build(args, dev)
     run = runner(args.peak, x, model, True, None)
-    run()
-    import gc
-    gc.collect()
     before = _rss_kib("VmRSS")
     with open("/proc/self/clear_refs", "w") as f:
         f.write("5")

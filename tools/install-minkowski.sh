@@ -14,6 +14,8 @@
 #  - setup.py imports torch, so no build isolation.
 set -euo pipefail
 PY=${1:-${PYTHON:-.venv/bin/python}}
+# the build cd's into a scratch folder: a relative interpreter path (.venv/bin/python) must be made absolute
+case "$PY" in */*) PY="$(cd "$(dirname "$PY")" && pwd)/$(basename "$PY")" ;; esac
 VERSION=0.5.4
 WORK=${ME_BUILD_DIR:-$(mktemp -d /tmp/minkowski-build.XXXXXX)}
 export SETUPTOOLS_USE_DISTUTILS=stdlib

@@ -102,6 +102,33 @@ def test_half_types_accumulate_in_float32(rng, device, dtype):
                                rtol=2 * eps, atol=1e-2)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_wide_channels_many_pairs(rng, dtype):
+    """Shapes past every internal split: > 2048 output rows (several row blocks), > 2048 pairs per offset
+    (several GEMM chunks, accumulated), Cout = 300 (several weight-gradient column tiles, a ragged last one)."""
+    c = coords(rng, 4000, batches=1, lo=0, hi=18)
+    ii, oi, counts = ops.kernel_map(c, c, 3)
+    assert counts.max() > 2048 and len(c) > 2048
+    counts = counts.tolist()
+    cin, cout = 3, 300
+    x = torch.as_tensor(rng.normal(size=(len(c), cin)), dtype=dtype)
+    w = torch.as_tensor(rng.normal(size=(27, cin, cout)) / 4, dtype=dtype)
+    g = torch.as_tensor(rng.normal(size=(len(c), cout)), dtype=dtype)
+    want_y = naive(x.double(), w.double(), ii.numpy(), oi.numpy(), counts, len(c))
+    want_gw = naive_wgrad(x.double(), g.double(), ii.numpy(), oi.numpy(), counts)
+    tol = {torch.float64: 1e-10, torch.float32: 1e-4, torch.bfloat16: 2e-2}[dtype]
+    for identity in (None, 13):
+        y = ops.sparse_conv_pairs(x, w, ii, oi, counts, len(c), identity)
+        np.testing.assert_allclose(y.double().numpy(), want_y, rtol=tol, atol=tol * 10)
+        gw = ops.sparse_conv_weight_grad(x, g, ii, oi, counts, identity)
+        np.testing.assert_allclose(gw.double().numpy(), want_gw, rtol=tol, atol=tol * 100)
+        # the input gradient: the transposed weights over the input-sorted pairs
+        ti, to = ops.transpose_kernel_map(ii, oi, counts, len(c))
+        gx = ops.sparse_conv_pairs(g, w, to, ti, counts, len(c), identity, transpose_weight=True)
+        np.testing.assert_allclose(gx.double().numpy(), naive(g.double(), w.double().transpose(1, 2), to.numpy(),
+                                                              ti.numpy(), counts, len(c)), rtol=tol, atol=tol * 100)
+
+
 def test_gradcheck_float64(rng):
     for case in (dict(), dict(dup=10, same=False), dict(ks=2, same=False)):
         km, *_ = make_map(rng, n=30, **case)

@@ -129,7 +129,7 @@ inline void load_row(const scalar_t* src, acc_t* dst, int64_t n) {
 int64_t block_rows(int64_t n_out) { return std::clamp<int64_t>((n_out + 7) / 8, 64, 2048); }
 // Pairs per GEMM: the gathered rows and their products stay in L2.
 int64_t gemm_rows(int64_t cin, int64_t cout) {
-  return std::clamp<int64_t>((int64_t(1) << 16) / std::max<int64_t>(1, cin + cout), 32, 512);
+  return std::clamp<int64_t>((int64_t(1) << 17) / std::max<int64_t>(1, cin + cout), 64, 1024);
 }
 
 template <typename scalar_t, typename acc_t>
@@ -189,6 +189,13 @@ void conv_forward(const at::Tensor& features, const at::Tensor& w_acc, const int
   });
 }
 
+// The weight gradient without partial sums: one task per (offset, tile of output columns); each
+// task walks its offset's pairs in order, in fixed chunks, accumulating into its own slice of the
+// result (beta = 1 after the first chunk). The sum order depends on the map alone, so the bits do
+// not depend on the thread count, and the only scratch is the gathered chunk (a split over pairs
+// needed one [cin, cout] partial per chunk: tens of MB at the decoder's widths).
+constexpr int64_t kWgradTile = 256;
+
 template <typename scalar_t, typename acc_t>
 void conv_weight_grad(const at::Tensor& features, const at::Tensor& grad, const int64_t* in, const int64_t* out,
                       const std::vector<int64_t>& start, int64_t identity, at::Tensor& gw) {
@@ -196,52 +203,53 @@ void conv_weight_grad(const at::Tensor& features, const at::Tensor& grad, const 
   const int64_t K = static_cast<int64_t>(start.size()) - 1, cin = features.size(1), cout = grad.size(1);
   const scalar_t* X = features.data_ptr<scalar_t>();
   const scalar_t* G = grad.data_ptr<scalar_t>();
-  const int64_t chunk = sparse_conv_wgrad_chunk(start[K], cin, cout);
-  std::vector<int64_t> task_k, task_p;  // (offset, first pair) of every chunk, in order
-  std::vector<int64_t> first_task(K + 1, 0);
-  for (int64_t k = 0; k < K; ++k) {
-    first_task[k] = static_cast<int64_t>(task_k.size());
-    for (int64_t p = start[k]; p < start[k + 1]; p += chunk) {
-      task_k.push_back(k);
-      task_p.push_back(p);
-    }
-  }
-  const int64_t T = static_cast<int64_t>(task_k.size());
-  first_task[K] = T;
-  std::vector<acc_t> part(T * cin * cout);
-  at::parallel_for(0, T, 1, [&](int64_t t0, int64_t t1) {
-    std::vector<acc_t> xb, gb;
+  scalar_t* GW = gw.data_ptr<scalar_t>();
+  const int64_t ntile = (cout + kWgradTile - 1) / kWgradTile;
+  const int64_t M = std::clamp<int64_t>((int64_t(1) << 17) / std::max<int64_t>(1, cin + kWgradTile), 64, 2048);
+  at::parallel_for(0, K * ntile, 1, [&](int64_t t0, int64_t t1) {
+    std::vector<acc_t> xb, gb, accb;
     for (int64_t t = t0; t < t1; ++t) {
-      const int64_t k = task_k[t], p0 = task_p[t], m = std::min(chunk, start[k + 1] - p0);
-      const acc_t *A, *Bm;
-      if (same && k == identity) {  // the rows p0 - start[k] .. in order: no gather
-        const int64_t r0 = p0 - start[k];
-        A = reinterpret_cast<const acc_t*>(X) + r0 * cin;
-        Bm = reinterpret_cast<const acc_t*>(G) + r0 * cout;
+      const int64_t k = t / ntile, c0 = (t % ntile) * kWgradTile, w = std::min(kWgradTile, cout - c0);
+      const int64_t n_k = start[k + 1] - start[k];
+      if (n_k == 0) continue;  // gw starts at zero
+      acc_t* dst;
+      int64_t ldd;
+      if constexpr (same) {
+        dst = reinterpret_cast<acc_t*>(GW) + k * cin * cout + c0;
+        ldd = cout;
       } else {
-        xb.resize(m * cin);
-        gb.resize(m * cout);
-        for (int64_t j = 0; j < m; ++j) {
-          const int64_t i = k == identity ? p0 - start[k] + j : in[p0 + j];
-          const int64_t o = k == identity ? i : out[p0 + j];
-          load_row(X + i * cin, xb.data() + j * cin, cin);
-          load_row(G + o * cout, gb.data() + j * cout, cout);
+        accb.resize(cin * w);
+        dst = accb.data();
+        ldd = w;
+      }
+      for (int64_t q0 = 0; q0 < n_k; q0 += M) {
+        const int64_t m = std::min(M, n_k - q0);
+        const acc_t *A, *Bm;
+        int64_t ldb;
+        if (same && k == identity) {  // pairs are the rows q0.. in order: no gather
+          A = reinterpret_cast<const acc_t*>(X) + q0 * cin;
+          Bm = reinterpret_cast<const acc_t*>(G) + q0 * cout + c0;
+          ldb = cout;
+        } else {
+          xb.resize(m * cin);
+          gb.resize(m * w);
+          for (int64_t j = 0; j < m; ++j) {
+            const int64_t p = start[k] + q0 + j;
+            const int64_t i = k == identity ? q0 + j : in[p];
+            const int64_t o = k == identity ? i : out[p];
+            load_row(X + i * cin, xb.data() + j * cin, cin);
+            load_row(G + o * cout + c0, gb.data() + j * w, w);
+          }
+          A = xb.data();
+          Bm = gb.data();
+          ldb = w;
         }
-        A = xb.data();
-        Bm = gb.data();
+        gemm_rm<acc_t>(true, false, cin, w, m, A, cin, Bm, ldb, q0 == 0 ? acc_t(0) : acc_t(1), dst, ldd);
       }
-      gemm_rm<acc_t>(true, false, cin, cout, m, A, cin, Bm, cout, acc_t(0), part.data() + t * cin * cout, cout);
-    }
-  });
-  scalar_t* out_w = gw.data_ptr<scalar_t>();
-  at::parallel_for(0, K * cin, 16, [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; ++r) {
-      const int64_t k = r / cin, row = r % cin;
-      for (int64_t c = 0; c < cout; ++c) {
-        acc_t s = 0;
-        for (int64_t t = first_task[k]; t < first_task[k + 1]; ++t) s += part[(t * cin + row) * cout + c];
-        out_w[r * cout + c] = static_cast<scalar_t>(s);
-      }
+      if constexpr (!same)
+        for (int64_t r = 0; r < cin; ++r)
+          for (int64_t c = 0; c < w; ++c)
+            GW[k * cin * cout + r * cout + c0 + c] = static_cast<scalar_t>(accb[r * w + c]);
     }
   });
 }

@@ -139,8 +139,22 @@ def test_batchnorm_relu_cat_add(rng):
     torch.testing.assert_close(y.F, ref.batch_norm(x.F, {"bn." + k[3:]: v for k, v in sd.items()}, "bn.", True))
     bn.eval()
     torch.testing.assert_close(bn(x).F, ref.batch_norm(x.F, bn.state_dict(), "bn.", False))
-    r = snn.SparseReLU(inplace=True)(x)
+    r = snn.SparseReLU()(x)
     assert torch.equal(r.F, x.F.clamp_min(0)) and bool((x.F < 0).any())  # input untouched
+    x2 = x.replace_features(x.F.clone())
+    r2 = snn.SparseReLU(inplace=True)(x2)
+    assert torch.equal(r2.F, r.F) and torch.equal(x2.F, r.F) and r2.F.data_ptr() == x2.F.data_ptr()  # overwritten
+    # in place after a batch norm (as in the MinkUNet blocks): same values and gradients as out of place
+    bn.train()
+    grads = []
+    for inplace in (False, True):
+        xi = x.F.detach().clone().requires_grad_()
+        out = snn.SparseReLU(inplace=inplace)(bn(x.replace_features(xi)))
+        out.F.square().sum().backward()
+        grads.append((out.F.detach(), xi.grad))
+    torch.testing.assert_close(grads[0], grads[1], rtol=0, atol=0)
+    with pytest.raises(RuntimeError, match="in-place"):  # a leaf that requires grad: torch's rule
+        snn.SparseReLU(inplace=True)(x.replace_features(x.F.detach().clone().requires_grad_()))
     cat = snn.sparse_cat(x, r)
     assert torch.equal(cat.F, torch.cat([x.F, r.F], 1)) and cat.C is x.C
     assert torch.equal((x + r).F, x.F + r.F)

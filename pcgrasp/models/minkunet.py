@@ -22,7 +22,7 @@ class BasicBlock(torch.nn.Module):
         self.norm1 = snn.SparseBatchNorm(planes, momentum=bn_momentum)
         self.conv2 = snn.SparseConv3d(planes, planes, 3, stride=1, dilation=dilation)
         self.norm2 = snn.SparseBatchNorm(planes, momentum=bn_momentum)
-        self.relu = snn.SparseReLU()
+        self.relu = snn.SparseReLU(inplace=True)  # on a batch norm's output and a fresh sum only, as GSNet's blocks
         self.downsample = downsample
 
     def forward(self, x):

@@ -124,11 +124,17 @@ class SparseBatchNorm(torch.nn.Module):
 
 
 class SparseReLU(torch.nn.Module):
-    """ReLU on the features (``inplace`` is accepted for ME compatibility and ignored:
-    the result is never written into the input, so autograd stays safe)."""
+    """ReLU on the features. ``inplace=True`` (ME's ``MinkowskiReLU(inplace=True)``, as GSNet's
+    blocks use it) overwrites the input's features, with ``torch.nn.ReLU(inplace=True)``'s rules:
+    autograd raises if the old values were still needed. Right after a batch norm or a sum it
+    saves one activation-sized allocation per call (the backbone's peak memory)."""
 
     def __init__(self, inplace=False):
         super().__init__()
+        self.inplace = bool(inplace)
 
     def forward(self, x):
-        return x.replace_features(torch.relu(x.F))
+        return x.replace_features(torch.relu_(x.F) if self.inplace else torch.relu(x.F))
+
+    def extra_repr(self):
+        return "inplace=True" if self.inplace else ""

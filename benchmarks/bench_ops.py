@@ -156,17 +156,27 @@ def cases(device, quick):
         npo = one[0].numpy()
         c["peers"]["fpsample(vanilla)"] = lambda: fpsample.fps_sampling(npo, 1024)
         c["peers"]["fpsample(bucket_kdline)"] = lambda: fpsample.bucket_fps_kdline_sampling(npo, 1024, h=7)
+        c["peers"]["fpsample(bucket_kdline h=9)"] = lambda: fpsample.bucket_fps_kdline_sampling(npo, 1024, h=9)
     if torch_cluster:
         c["peers"]["torch_cluster"] = lambda: torch_cluster.fps(one[0], None, ratio=1024 / 100_000, random_start=False)
     out.append(c)
     if not quick:
         big = cloud(1, 1_000_000)
+        c = dict(name="fps single N=1000000 K=4096", ours=lambda: ops.farthest_point_sample(big, 4096), peers={})
+        if fpsample and device.type == "cpu":
+            npb = big[0].numpy()
+            c["peers"]["fpsample(bucket_kdline)"] = lambda: fpsample.bucket_fps_kdline_sampling(npb, 4096, h=7)
+            c["peers"]["fpsample(bucket_kdline h=9)"] = lambda: fpsample.bucket_fps_kdline_sampling(npb, 4096, h=9)
+        out.append(c)
         c = dict(name="fps single N=1000000 K=16384", ours=lambda: ops.farthest_point_sample(big, 16384), peers={})
         if torch_cluster:
             c["peers"]["torch_cluster"] = lambda: torch_cluster.fps(big[0], None, ratio=16384 / 1e6, random_start=False)
         if o3d and device.type == "cpu":
             pcb = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(big[0].double().numpy()))
             c["peers"]["open3d"] = lambda: pcb.farthest_point_down_sample(16384)
+        if fpsample and device.type == "cpu":
+            c["peers"]["fpsample(bucket_kdline)"] = lambda: fpsample.bucket_fps_kdline_sampling(npb, 16384, h=7)
+            c["peers"]["fpsample(bucket_kdline h=9)"] = lambda: fpsample.bucket_fps_kdline_sampling(npb, 16384, h=9)
         out.append(c)
         bq = cloud(1, 16384)
         c = dict(name="knn single M=16384 N=1000000 k=16", ours=lambda: ops.knn(bq, big, 16), peers={})

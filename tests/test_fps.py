@@ -153,3 +153,101 @@ def test_fps_invalid_start_raises_with_checks_on_and_off(checks):
             assert got[0].tolist() == [-1, -1, -1] and got[1, 0] == 4
     finally:
         ops.set_data_checks(old)
+
+
+# ---------------------------------------------------------------- CPU paths
+# The CPU kernel has two exact paths: vanilla (every point, every step) and
+# bucketed (a k-d tree of leaf buckets that skips the leaves a new centre
+# cannot change), chosen by size. PCGRASP_FPS_CPU=vanilla|bucket forces one
+# and PCGRASP_FPS_LEAF sets the bucket size; both are read once per process,
+# so each setting runs in its own subprocess on the same saved inputs.
+_PATH_WORKER = r"""
+import sys
+import torch
+from pcgrasp import ops
+cases = torch.load(sys.argv[1])
+torch.save([ops.farthest_point_sample(c["points"], c["k"], lengths=c["lengths"], start=c["start"])
+            for c in cases], sys.argv[2])
+"""
+
+
+def _grid(n_side, D, scale):
+    axes = [np.arange(n_side) * scale] * D
+    return np.stack(np.meshgrid(*axes, indexing="ij"), -1).reshape(-1, D)
+
+
+def _path_cases(rng):
+    """Clouds big enough for the bucketed path (n >= 2048, >= 96 samples) with
+    every kind of tie, several D and both compute dtypes."""
+    cases = []
+
+    def add(x, k, dtype=torch.float32, lengths=None, start="first"):
+        pts = torch.as_tensor(np.asarray(x)).to(dtype)
+        if pts.dim() == 2:
+            pts = pts[None]
+        cases.append(dict(points=pts, k=k, lengths=lengths, start=start))
+
+    for D, dtype in ((3, torch.float32), (3, torch.float64), (2, torch.float32), (5, torch.float64)):
+        add(cloud(rng, 3, 6000, D, dtype, "uniform"), 160, dtype,
+            lengths=torch.tensor([6000, 2100, 0]), start=torch.tensor([17, 2099, 0]))
+    add(cloud(rng, 2, 8000, 3, torch.float32, "clustered"), 200)
+    add(cloud(rng, 2, 5000, 2, torch.float64, "clustered"), 150, torch.float64, start=torch.tensor([4999, 123]))
+    # many exact duplicates: 8000 copies of 100 points, so past 100 samples every distance is 0
+    base = rng.random((100, 3))
+    add(base[rng.integers(0, 100, 8000)], 240)
+    add(cloud(rng, 1, 6000, 5, torch.float32, "duplicates"), 128, start=torch.tensor([3333]))
+    # grids: massive ties (an integer lattice with 64 distinct points, and a 22^3 grid of 0.1 steps)
+    add(cloud(rng, 2, 10000, 3, torch.float64, "lattice"), 200, torch.float64)
+    add(_grid(22, 3, 0.1)[rng.permutation(22 ** 3)], 300)
+    add(_grid(80, 2, 0.25), 200, torch.float64)
+    # degenerate: a line, a plane, all identical
+    t = rng.random(5000)
+    add(np.stack([t, 2 * t, -t], -1), 120)
+    add(cloud(rng, 1, 7000, 3, torch.float32, "planar"), 150)
+    add(np.full((3000, 3), 0.7), 100, start=torch.tensor([2500]))
+    # counts above the length: the whole cloud is ordered
+    add(cloud(rng, 2, 2600, 3), torch.tensor([3000, 2200]), lengths=torch.tensor([2500, 2600]))
+    # D=1 and a tiny cloud (vanilla below the size threshold either way)
+    add(rng.random((2, 4000, 1)), 100)
+    add(cloud(rng, 2, 50, 3), 20, lengths=torch.tensor([50, 1]))
+    return cases
+
+
+def _run_path(env_extra, inp, out):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, **env_extra)
+    env["PYTHONPATH"] = os.pathsep.join([os.path.dirname(os.path.dirname(os.path.abspath(__file__)))]
+                                        + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
+    return subprocess.Popen([sys.executable, "-c", _PATH_WORKER, inp, out], env=env)
+
+
+def test_fps_cpu_bucket_and_vanilla_paths_identical(rng, tmp_path):
+    cases = _path_cases(rng)
+    inp = str(tmp_path / "in.pt")
+    torch.save(cases, inp)
+    settings = {"vanilla": {"PCGRASP_FPS_CPU": "vanilla"},
+                "bucket": {"PCGRASP_FPS_CPU": "bucket", "OMP_NUM_THREADS": "2"},
+                "bucket-leaf3": {"PCGRASP_FPS_CPU": "bucket", "PCGRASP_FPS_LEAF": "3", "OMP_NUM_THREADS": "1"}}
+    procs = {name: _run_path(env, inp, str(tmp_path / f"{name}.pt")) for name, env in settings.items()}
+    for name, p in procs.items():
+        assert p.wait(timeout=300) == 0, name
+    got = {name: torch.load(str(tmp_path / f"{name}.pt")) for name in settings}
+    # in this process: the default (auto) selection
+    got["auto"] = [ops.farthest_point_sample(c["points"], c["k"], lengths=c["lengths"], start=c["start"])
+                   for c in cases]
+    for i, c in enumerate(cases):
+        P = compute_np(c["points"])
+        B, N, _ = P.shape
+        K = int(c["k"].max()) if isinstance(c["k"], torch.Tensor) else c["k"]
+        lens = c["lengths"] if c["lengths"] is not None else torch.full((B,), N)
+        ks = c["k"] if isinstance(c["k"], torch.Tensor) else torch.full((B,), K)
+        st = c["start"] if isinstance(c["start"], torch.Tensor) else torch.zeros(B, dtype=torch.long)
+        want = np.full((B, K), -1, dtype=np.int64)
+        for b in range(B):
+            row = fps_oracle(P[b], int(ks[b]), int(lens[b]), int(st[b]))
+            want[b, :len(row)] = row
+        for name, res in got.items():
+            np.testing.assert_array_equal(res[i].numpy(), want, err_msg=f"case {i} ({name})")

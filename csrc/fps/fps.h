@@ -10,7 +10,9 @@
 //
 // Each step picks the unselected point whose distance to the selected set is
 // largest; ties go to the lowest index. Distances use dist2_rn (common/fp.h)
-// so the CPU and CUDA kernels return identical indices.
+// so the CPU and CUDA kernels return identical indices. The CPU kernel has two
+// exact paths, chosen per cloud by size (fps_cpu.cpp): every point each step,
+// or a tree of leaf buckets that skips those the new centre cannot change.
 #pragma once
 
 #include <ATen/ATen.h>

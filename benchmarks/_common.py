@@ -121,24 +121,31 @@ def write_results(out_dir, partial, dname, results, extra_meta, title="Benchmark
     os.makedirs(out_dir, exist_ok=True)
     slug = re.sub(r"[^A-Za-z0-9]+", "-", dname).strip("-").lower() + (f"-{stem}" if stem else "")
     path = os.path.join(out_dir, f"{slug}.json")
+    stamp = datetime.date.today().isoformat()
+    results = [{**r, "date": r.get("date", stamp)} for r in results]
     if partial and os.path.exists(path):
         with open(path) as f:
-            old = json.load(f)["results"]
+            old_file = json.load(f)
+        # rows kept from an earlier run keep that run's date
+        old = [{**r, "date": r.get("date", old_file["meta"].get("date", "?"))} for r in old_file["results"]]
         new = {r["case"]: r for r in results}
         results = [new.pop(r["case"], r) for r in old] + list(new.values())
     stopped = extra_meta.get("stopped")
-    stamp = datetime.date.today().isoformat()
     meta = {"device": dname, "date": stamp, "torch": torch.__version__, "pcgrasp": pcgrasp.build_info(), **extra_meta}
     with open(path, "w") as f:
         json.dump({"meta": meta, "results": results}, f, indent=1)
     with open(os.path.join(out_dir, f"{slug}.md"), "w") as f:
         f.write(f"# {title}: {dname}\n\n{stamp}, torch {torch.__version__}. Median wall time; "
-                "ratio = peer time / pcgrasp time (> 1: pcgrasp faster). Same process, same device.\n\n")
+                "ratio = peer time / pcgrasp time (> 1: pcgrasp faster). Same process, same device. Rows kept "
+                "from an earlier partial run say when they were timed.\n\n")
         f.write("| case | pcgrasp ms | peers (ms, ratio) | notes |\n|---|---:|---|---|\n")
         for r in results:
             peers = "; ".join(f"{k}: {v['ms']:.2f} ({v['ratio']:.2f}x)" if "ms" in v else f"{k}: failed"
                               for k, v in r["peers"].items())
-            f.write(f"| {r['case']} | {r['pcgrasp_ms']:.2f} | {peers} | {r.get('notes', '')} |\n")
+            notes = r.get("notes", "")
+            if r.get("date", stamp) != stamp:
+                notes = f"(timed {r['date']}) {notes}".strip()
+            f.write(f"| {r['case']} | {r['pcgrasp_ms']:.2f} | {peers} | {notes} |\n")
         if stopped:
             skipped = extra_meta.get("skipped", [])
             f.write(f"\nStopped early ({stopped}); not run this time: {', '.join(skipped) or 'none'}.\n")

@@ -6,7 +6,9 @@ same weights, same input. On CUDA the step runs under bf16 autocast (as GSNet tr
 
 Peak memory: CUDA, torch's peak allocation per case; CPU (--memory, default on), each
 implementation's first forward + backward in a fresh child process, peak resident memory above
-what the process held before the step (Linux: /proc/self/clear_refs resets the high-water mark).
+what the process held before the step (Linux: /proc/self/clear_refs resets the high-water mark),
+median of 3 processes; again with MALLOC_MMAP_THRESHOLD_ fixed, which shows the memory live at once
+without glibc's retention of freed heap blocks.
 
     python benchmarks/bench_sparse.py [--device cpu|cuda] [--points 20000] [--voxel 0.005] [--only NAME]
                                       [--dtype bf16|float32] [--no-memory] [--out DIR] [--budget-s S]
@@ -18,6 +20,7 @@ import contextlib
 import json
 import math
 import os
+import statistics
 import subprocess
 import sys
 
@@ -116,14 +119,19 @@ def peak_child(args):
     print(json.dumps({"peak_mib": (_rss_kib("VmHWM") - before) / 1024}))
 
 
-def cpu_peaks(args, impls):
+def cpu_peaks(args, impls, reps=3, env=None):
+    """Median over `reps` fresh child processes of each implementation's peak RSS (MiB)."""
     out = {}
     for impl in impls:
         cmd = [sys.executable, os.path.abspath(__file__), "--device", "cpu", "--points", str(args.points),
                "--voxel", str(args.voxel), "--peak", impl]
         try:
-            r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True)
-            out[impl] = round(json.loads(r.stdout.strip().splitlines()[-1])["peak_mib"], 1)
+            vals = []
+            for _ in range(reps):
+                r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, check=True,
+                                   env={**os.environ, **(env or {})})
+                vals.append(json.loads(r.stdout.strip().splitlines()[-1])["peak_mib"])
+            out[impl] = round(statistics.median(vals), 1)
         except Exception as e:  # reported, not fatal
             out[impl] = f"failed: {type(e).__name__}"
     return out
@@ -173,13 +181,22 @@ def main():
     stats = {}
     res = run_cases(cases, dev, args.budget, args.only, args.budget_s, stats)
     meta = {"points": args.points, "voxel": args.voxel, "voxels": V,
-            "minkowski": getattr(ME, "__version__", None), "threads": torch.get_num_threads(), **stats}
+            "minkowski": getattr(ME, "__version__", None), "threads": torch.get_num_threads(),
+            "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY", "default"), **stats}
     if dev.type == "cpu" and not args.no_memory and not stats["stopped"] and os.path.exists("/proc/self/clear_refs"):
         meta["cpu_peak_rss_mib_forward_backward"] = peaks = cpu_peaks(args, ["pcgrasp"] + impls)
-        print("CPU peak memory above the resident set, one forward + backward (MiB):", peaks, flush=True)
+        print("CPU peak memory above the resident set, one forward + backward (MiB, median of 3 processes):",
+              peaks, flush=True)
+        # glibc keeps freed heap memory resident once its mmap threshold has grown (it grows to the size of
+        # the largest freed block): a fixed threshold maps every large block and returns it on free, so the
+        # peak is the memory live at once, without the allocator's run-to-run retention
+        meta["cpu_peak_rss_mib_fixed_mmap_threshold"] = live = cpu_peaks(
+            args, ["pcgrasp"] + impls, env={"MALLOC_MMAP_THRESHOLD_": "131072"})
+        print("... with MALLOC_MMAP_THRESHOLD_=131072 (live memory):", live, flush=True)
         for r in res:
             if r["case"].endswith("forward_backward"):
-                r["notes"] += "; peak RSS MiB " + ", ".join(f"{k} {v}" for k, v in peaks.items())
+                r["notes"] += ("; peak RSS MiB " + ", ".join(f"{k} {v}" for k, v in peaks.items())
+                               + "; with a fixed mmap threshold " + ", ".join(f"{k} {v}" for k, v in live.items()))
     write_results(args.out, bool(args.only or stats["stopped"]), dname, res, meta,
                   title="Sparse backbone (MinkUNet14D)", stem="sparse")
 

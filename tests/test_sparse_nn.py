@@ -343,3 +343,26 @@ def test_a_network_reads_the_host_once_per_kernel_map_not_per_layer(monkeypatch)
         net(x.replace_features(x.F.requires_grad_())).F.square().sum().backward()
     assert set(step.counts) == {"pcgrasp.sparse_conv.default", "pcgrasp.sparse_conv_weight_grad.default"}
     assert len(tolist) == maps
+
+
+@requires_cuda
+def test_cuda_training_step_on_built_maps_never_syncs():
+    """Once the kernel maps exist, a forward + backward step on CUDA queues work without waiting for
+    the GPU: torch's sync debug mode raises on any synchronizing call (a .item(), a pageable copy)."""
+    from pcgrasp.models import MinkUNet14D
+
+    g = torch.Generator().manual_seed(0)
+    pts, feats = torch.rand(2, 3000, 3, generator=g).cuda(), torch.rand(2, 3000, 3, generator=g).cuda()
+    x, _ = snn.sparse_tensor_from_points(pts, feats, 0.02)
+    net = MinkUNet14D(3, 16, (16,) * 8).cuda().train()
+    net(x).F.square().sum().backward()  # builds and caches the maps (one host read each)
+    torch.cuda.synchronize()
+    for dtype in (None, torch.bfloat16):
+        torch.cuda.set_sync_debug_mode("error")
+        try:
+            with torch.autocast("cuda", dtype=dtype or torch.float32, enabled=dtype is not None):
+                y = net(x.replace_features(x.F + 1))
+            y.F.float().square().sum().backward()
+        finally:
+            torch.cuda.set_sync_debug_mode("default")
+    torch.cuda.synchronize()

@@ -294,6 +294,15 @@ __global__ void wgrad_reduce_kernel(const typename Acc<scalar_t>::type* __restri
   }
 }
 
+// A small host array on the device without a host sync: staged in pinned memory (the caching host
+// allocator keeps the buffer until the copy has run) and copied on the current stream. A pageable
+// copy would wait for the whole stream: one host sync per layer.
+template <typename T>
+at::Tensor to_device_async(const std::vector<T>& v, const at::Device& device) {
+  const at::Tensor h = at::tensor(v, at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value)).pin_memory();
+  return h.to(device, h.scalar_type(), /*non_blocking=*/true);
+}
+
 bool use_wmma(const at::Tensor& x) {
   if (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16) return false;
   const char* env = std::getenv("PCGRASP_SPARSE_CONV_WMMA");
@@ -314,7 +323,7 @@ at::Tensor sparse_conv_cuda(const at::Tensor& features, const at::Tensor& weight
   const int64_t cin = x.size(1), cout = w.size(transpose_weight ? 1 : 2);
   at::Tensor y = at::empty({n_out, cout}, x.options());
   if (n_out == 0 || cout == 0) return y;
-  const at::Tensor start = at::tensor(start_h, at::TensorOptions().dtype(at::kLong)).to(x.device());
+  const at::Tensor start = to_device_async(start_h, x.device());
   const dim3 grid(static_cast<unsigned>(ceil_div(n_out, kTile)), static_cast<unsigned>(ceil_div(cout, kTile)));
   TORCH_CHECK(grid.y <= 65535, "sparse_conv: too many output channels (", cout, ")");
   const int K = static_cast<int>(counts.size());
@@ -364,11 +373,10 @@ at::Tensor sparse_conv_weight_grad_cuda(const at::Tensor& features, const at::Te
   first[K] = T;
   TORCH_CHECK(T < (int64_t(1) << 31) && ceil_div(cin, kTile) <= 65535 && ceil_div(cout, kTile) <= 65535,
               "sparse_conv_weight_grad: too many chunks or channels");
-  const auto lopt = at::TensorOptions().dtype(at::kLong);
-  const at::Tensor d_tp = at::tensor(tp, lopt).to(x.device()), d_te = at::tensor(te, lopt).to(x.device());
-  const at::Tensor d_tk = at::tensor(tk, at::TensorOptions().dtype(at::kInt)).to(x.device());
-  const at::Tensor d_first = at::tensor(first, lopt).to(x.device());
-  const at::Tensor d_start = at::tensor(start_h, lopt).to(x.device());
+  const at::Tensor d_tp = to_device_async(tp, x.device()), d_te = to_device_async(te, x.device());
+  const at::Tensor d_tk = to_device_async(tk, x.device());
+  const at::Tensor d_first = to_device_async(first, x.device());
+  const at::Tensor d_start = to_device_async(start_h, x.device());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_conv_weight_grad_cuda", [&] {
     using acc_t = typename Acc<scalar_t>::type;
     at::Tensor part = at::empty({T, cin, cout}, x.options().dtype(c10::CppTypeToScalarType<acc_t>::value));

@@ -188,3 +188,36 @@ def test_fit_resumes_bit_exactly_with_device_random_draws(tmp_path, device):
     resumed = _fit_noisy(tmp_path / "b", torch.device(device))
     assert all(torch.equal(straight[k], resumed[k]) for k in straight)
     assert torch.load(tmp_path / "b" / "last.pt", weights_only=False)["epoch"] == 3
+
+
+# ---------------------------------------------------------------- a loss's own generator
+def _fit_own_generator(run_dir, generators_arg, **stage):
+    """A loss drawing from its own torch.Generator (as Point-JEPA's masks do), which the process-wide
+    streams do not cover: a fresh process re-seeds it, so only a checkpointed state resumes it."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1))
+    own = torch.Generator().manual_seed(7)
+
+    def loss_fn(net, batch):
+        x, y = batch
+        keep = torch.rand(x.shape[0], generator=own) < 0.5
+        return ((net(x) - y) ** 2)[keep].sum() / keep.sum().clamp_min(1)
+
+    g = torch.Generator().manual_seed(1)
+    data = torch.utils.data.TensorDataset(torch.randn(16, 4, generator=g), torch.randn(16, 1, generator=g))
+    stage = {"epochs": 3, "batch_size": 4, **stage}
+    fit(model, loss_fn, data, stage, str(run_dir), [{"params": model.parameters(), "lr": 1e-2}], 0, "cpu",
+        resume=True, progress=False, generators={"masks": own} if generators_arg else None)
+    return model.state_dict()
+
+
+def test_fit_checkpoints_the_loss_generators_it_is_given(tmp_path):
+    straight = _fit_own_generator(tmp_path / "a", True)
+    _fit_own_generator(tmp_path / "b", True, stop_after_epochs=1)
+    resumed = _fit_own_generator(tmp_path / "b", True)
+    assert all(torch.equal(straight[k], resumed[k]) for k in straight)
+    assert set(torch.load(tmp_path / "b" / "last.pt", weights_only=False)["generators"]) == {"masks"}
+    # the test can fail: without the generator in the checkpoint the resumed run draws other masks
+    _fit_own_generator(tmp_path / "c", False, stop_after_epochs=1)
+    unsaved = _fit_own_generator(tmp_path / "c", False)
+    assert not all(torch.equal(straight[k], unsaved[k]) for k in straight)

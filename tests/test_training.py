@@ -70,6 +70,24 @@ def test_resume_continues_the_same_run(tmp_path):
     assert [r["loss"] for r in read_log(tmp_path / "a")] == [r["loss"] for r in read_log(tmp_path / "b")]
 
 
+@needs_trimesh
+def test_pretrain_resume_continues_the_same_masks(tmp_path):
+    """Point-JEPA draws its block masks from its own generator: a resumed pretraining must draw what
+    the uninterrupted one drew (the generator's state is in the checkpoint)."""
+    from pcgrasp.train.jepa import pretrain
+
+    outs = {}
+    for name, stages in (("a", [dict()]), ("b", [{"pretrain.stop_after_epochs": 1}, dict()])):
+        for i, extra in enumerate(stages):
+            cfg = tiny_cfg(tmp_path, **{"pretrain.epochs": 3, "pretrain.out": f"{tmp_path}/pre_{name}",
+                                        "probe.shapes": 0, **extra})
+            path = pretrain(cfg, resume=i > 0, progress=False)
+        outs[name] = torch.load(path, weights_only=False)["encoder"]
+    assert read_log(tmp_path / "pre_b")[-1]["epoch"] == "3"
+    for k in outs["a"]:
+        torch.testing.assert_close(outs["a"][k], outs["b"][k], rtol=0, atol=0, msg=k)
+
+
 # ---------------------------------------------------------------- DDP
 # The equivalence check runs in float64. Some parameters have a gradient that is
 # zero in exact arithmetic (e.g. attention key biases: softmax ignores a shift

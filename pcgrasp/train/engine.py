@@ -229,18 +229,21 @@ def set_rng_states(states, device=None):
         torch.cuda.set_rng_state(states["cuda_rng"].cpu(), torch.device(device))
 
 
-def save_checkpoint(path, model, opt, sched, epoch, step, loader_rng, device=None):
+def save_checkpoint(path, model, opt, sched, epoch, step, loader_rng, device=None, generators=None):
     """Everything ``load_checkpoint`` needs to continue the run bit-exactly
     (written to a temporary file, then renamed). ``device``: the training
-    device, whose CUDA random stream is saved too."""
+    device, whose CUDA random stream is saved too; ``generators``: the loss's
+    own named ``torch.Generator`` streams (e.g. Point-JEPA's masks)."""
     tmp = path + ".tmp"
     torch.save({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
-                "epoch": epoch, "step": step, "loader_rng": loader_rng.get_state(), **rng_states(device)}, tmp)
+                "epoch": epoch, "step": step, "loader_rng": loader_rng.get_state(), **rng_states(device),
+                "generators": {k: g.get_state() for k, g in (generators or {}).items()}}, tmp)
     os.replace(tmp, path)
 
 
-def load_checkpoint(path, model, opt, sched, loader_rng, device):
-    """Restores a ``save_checkpoint`` file in place; returns (epoch, step).
+def load_checkpoint(path, model, opt, sched, loader_rng, device, generators=None):
+    """Restores a ``save_checkpoint`` file in place (``generators`` too, by
+    name; a checkpoint without one leaves it as it is); returns (epoch, step).
 
     The file is read onto the CPU: the RNG states must stay CPU byte tensors
     (``set_rng_state`` rejects device tensors), and ``load_state_dict`` copies
@@ -251,6 +254,10 @@ def load_checkpoint(path, model, opt, sched, loader_rng, device):
     sched.load_state_dict(state["sched"])
     loader_rng.set_state(state["loader_rng"])
     set_rng_states(state, device)
+    saved = state.get("generators", {})
+    for name, g in (generators or {}).items():
+        if name in saved:
+            g.set_state(saved[name])
     return state["epoch"], state["step"]
 
 
@@ -271,7 +278,8 @@ def make_schedule(name, total, warmup, steps_per_epoch=1, decay=0.95):
 
 # ---------------------------------------------------------------- the loop
 def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device, resume=False,
-        after_step=None, eval_fn=None, desc="train", progress=True, make_optimizer=None, collate_fn=None):
+        after_step=None, eval_fn=None, desc="train", progress=True, make_optimizer=None, collate_fn=None,
+        generators=None):
     """Trains ``model`` for ``cfg_stage["epochs"]``; returns the number of steps taken.
 
     Args:
@@ -294,6 +302,9 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
             logged with a ``val/`` prefix.
         collate_fn: the DataLoader's (default: torch's); a batch may be a
             tensor or nested dicts / lists / tuples of tensors.
+        generators: name -> ``torch.Generator`` that ``loss_fn`` draws from;
+            checkpointed and restored on resume, so a resumed run draws what
+            the uninterrupted one would have.
     """
     device = torch.device(device)
     rank, ws = world(device)
@@ -323,7 +334,7 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
     start_epoch, step = 0, 0
     ckpt = os.path.join(run_dir, "last.pt")
     if resume and os.path.exists(ckpt):
-        start_epoch, step = load_checkpoint(ckpt, model, opt, sched, g, device)
+        start_epoch, step = load_checkpoint(ckpt, model, opt, sched, g, device, generators)
     logger = Logger(run_dir, rank == 0, keep_until_step=step)  # a fresh run starts a fresh log.csv
     amp = device.type == "cuda"
     try:
@@ -362,5 +373,5 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
             values.update({f"val/{k}": v for k, v in eval_fn().items()})
         logger.log(step, **values)
         if rank == 0:
-            save_checkpoint(ckpt, model, opt, sched, epoch + 1, step, g, device)
+            save_checkpoint(ckpt, model, opt, sched, epoch + 1, step, g, device, generators)
     return step

@@ -57,7 +57,7 @@ def pretrain(cfg, resume=False, progress=True):
 
     groups = [{"params": [q for q in model.parameters() if q.requires_grad], "lr": p["lr"]}]
     fit(model, loss_fn, data, p, p["out"], groups, cfg.get("seed", 0), device, resume, after, desc="pretrain",
-        progress=progress)
+        progress=progress, generators={"masks": gen})
     if world()[0] == 0:
         torch.save({"encoder": model.context.state_dict(), "model_cfg": m}, os.path.join(p["out"], "encoder.pt"))
         if cfg.get("probe", {}).get("shapes", 0):

@@ -6,8 +6,8 @@
 // offset's weight tile (SIMT in float / double; WMMA tensor cores for half / bfloat16 with fp32
 // accumulation), and adds the products to its shared accumulator in pair order, one thread per
 // channel: no atomics, so the sum order is fixed and duplicate pairs of a row are safe.
-// Weight gradient: a partial [Cin, Cout] per (offset, fixed chunk of pairs) (the CPU's chunks),
-// then a reduction over each offset's chunks in order: deterministic.
+// Weight gradient: a partial [Cin, Cout] per (offset, fixed chunk of pairs), then a reduction
+// over each offset's chunks in order: deterministic.
 // Pairs whose indices fall outside the maps are skipped (never read out of bounds); the Python
 // layer validates maps it is given.
 #include "sparse_conv/sparse_conv.h"
@@ -19,6 +19,7 @@
 #include <mma.h>
 #include <torch/library.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <type_traits>
 
@@ -303,6 +304,13 @@ at::Tensor to_device_async(const std::vector<T>& v, const at::Device& device) {
   return h.to(device, h.scalar_type(), /*non_blocking=*/true);
 }
 
+// Pairs per weight-gradient chunk: P pairs in all, at most ~16M partial elements (64 MB in
+// float32) whatever the map; the chunking depends on the map alone.
+int64_t wgrad_chunk(int64_t P, int64_t cin, int64_t cout) {
+  const int64_t max_chunks = std::max<int64_t>(1, (int64_t(1) << 24) / std::max<int64_t>(1, cin * cout));
+  return std::max<int64_t>(1024, (P + max_chunks - 1) / max_chunks);
+}
+
 bool use_wmma(const at::Tensor& x) {
   if (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16) return false;
   const char* env = std::getenv("PCGRASP_SPARSE_CONV_WMMA");
@@ -358,7 +366,7 @@ at::Tensor sparse_conv_weight_grad_cuda(const at::Tensor& features, const at::Te
   const int64_t cin = x.size(1), cout = g.size(1);
   at::Tensor gw = at::zeros({K, cin, cout}, x.options());
   if (gw.numel() == 0 || start_h[K] == 0) return gw;
-  const int64_t chunk = sparse_conv_wgrad_chunk(start_h[K], cin, cout);
+  const int64_t chunk = wgrad_chunk(start_h[K], cin, cout);
   std::vector<int64_t> tp, te, first(K + 1, 0);
   std::vector<int> tk;
   for (int k = 0; k < K; ++k) {

@@ -21,8 +21,8 @@
 //
 // CPU: blocks of output rows; per block and offset, gather the block's pairs' input rows,
 // one GEMM with W_k, add the products into the block's rows (no atomics: a block owns its rows);
-// OpenMP across blocks. Weight gradient: fixed chunks of each offset's pairs, one GEMM each,
-// chunk partials summed in chunk order.
+// OpenMP across blocks. Weight gradient: one task per (offset, tile of output columns), walking
+// the offset's pairs in fixed chunks and accumulating into its own slice of the result.
 // CUDA: one launch per layer over all offsets: a thread block owns a tile of output rows and of
 // output channels, walks every offset's pairs in that tile (found by binary search), gathers them
 // through shared memory and accumulates in registers / shared memory; half types use tensor
@@ -58,9 +58,5 @@ std::vector<int64_t> sparse_conv_check_args(const at::Tensor& features, const at
 std::vector<int64_t> sparse_conv_weight_grad_check_args(const at::Tensor& features, const at::Tensor& grad,
                                                         const at::Tensor& in_idx, const at::Tensor& out_idx,
                                                         at::IntArrayRef counts, int64_t identity);
-
-// Fixed chunking of each offset's pairs for the weight gradient (same on both devices):
-// chunk length for P pairs in all and a [Cin, Cout] partial per chunk.
-int64_t sparse_conv_wgrad_chunk(int64_t P, int64_t cin, int64_t cout);
 
 }  // namespace pcgrasp

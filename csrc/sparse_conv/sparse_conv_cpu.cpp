@@ -88,12 +88,6 @@ std::vector<int64_t> sparse_conv_weight_grad_check_args(const at::Tensor& featur
   return start;
 }
 
-int64_t sparse_conv_wgrad_chunk(int64_t P, int64_t cin, int64_t cout) {
-  // at most ~16M partial elements (64 MB in float32) whatever the map
-  const int64_t max_chunks = std::max<int64_t>(1, (int64_t(1) << 24) / std::max<int64_t>(1, cin * cout));
-  return std::max<int64_t>(1024, (P + max_chunks - 1) / max_chunks);
-}
-
 namespace {
 
 // The pairs must index inside the maps and be sorted by output row inside each offset's group

@@ -2,6 +2,7 @@
 #   make demo   - the main job: Point-JEPA pretraining + grasp fine-tuning on the synthetic default
 #   make demo-detection - the second main job: GraspContrast pretraining + GSNet-style detector fine-tuning, AP
 #   make test   - build (CPU + CUDA when nvcc is found) and run the test suite
+#   make docs   - the documentation site (docs/, mkdocs.yml) into site/, warnings are errors
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,7 +13,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0,!=2.13.0+cpu
 export MAX_JOBS ?= 2
 
-.PHONY: venv build test test-perturbed test-without-optional wheel-check demo demo-detection ops-demo bench sanitize gpu-check newest-torch clean
+.PHONY: venv build test test-perturbed test-without-optional wheel-check demo demo-detection ops-demo bench sanitize gpu-check newest-torch clean docs
 
 $(VENV)/.deps: requirements-dev.txt
 	$(PYTHON) -m venv $(VENV)
@@ -77,6 +78,17 @@ sanitize: venv
 
 gpu-check:
 	bash tools/gpu-check.sh
+
+# The documentation site: MkDocs + Material, the API pages from the docstrings of pcgrasp.ops and
+# pcgrasp.nn (mkdocstrings reads the source from this checkout statically: no build, no GPU, no
+# pipeline runs; the venv is made if missing, without torch).
+$(VENV)/.docs-deps: requirements-docs.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -r requirements-docs.txt
+	touch $@
+
+docs: $(VENV)/.docs-deps
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 # graspnetAPI 1.2.11's evaluator against pcgrasp's on synthetic scenes, in a scratch venv
 # (tools/graspnetapi-venv.sh, ~1 min once): `parity` is the full run that writes results/parity/ and

@@ -1,4 +1,4 @@
-"""The package's import layering (docs: README "Layout"): every import of a pcgrasp module,
+"""The package's import layering (docs: docs/layout.md): every import of a pcgrasp module,
 at module level or inside a function, goes from a layer to the same or a lower one, and the
 import graph between modules (function-level imports included: a lazy import is still a
 dependency) has no cycle. Read from the source with ``ast`` (no imports run),

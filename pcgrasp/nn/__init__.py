@@ -1,6 +1,6 @@
 """pcgrasp.nn: sparse voxel layers on pcgrasp.ops (MinkowskiEngine 0.5.4 compatible weights).
 
-Layers: ops <- nn <- models. See README "Sparse voxel backbone".
+Layers: ops <- nn <- models. See the Sparse backbone page of the docs (docs/sparse.md).
 """
 from .functional import KernelMap, sparse_conv, sparse_conv_reference
 from .modules import SparseBatchNorm, SparseConv3d, SparseConvTranspose3d, SparseReLU

@@ -98,10 +98,15 @@ def sync_batch_norm(x, running_mean, running_var, weight=None, bias=None, moment
 
     Args:
         x: [N, C] or [N, C, *] float (N may differ between processes, and be 0).
-        running_mean, running_var: [C] buffers updated in place with the global mean and
-            unbiased variance (``(1 - momentum) * old + momentum * new``), or None.
-        weight, bias: [C] affine parameters, or None.
-        momentum, eps: as ``torch.nn.functional.batch_norm``.
+        running_mean: [C] buffer updated in place with the global mean
+            (``(1 - momentum) * old + momentum * new``), or None.
+        running_var: [C] buffer updated in place the same way with the global unbiased
+            variance, or None.
+        weight: [C] affine scale, or None.
+        bias: [C] affine shift, or None.
+        momentum: as ``torch.nn.functional.batch_norm``.
+        eps: as ``torch.nn.functional.batch_norm``.
+        process_group: the ``torch.distributed`` group; None for the default group.
 
     Every process of the group must call it (and its backward) in the same order. Raises
     ValueError when the group holds at most one value per channel in total.

@@ -17,7 +17,8 @@ def ball_query(query, points, radius, k, query_lengths=None, lengths=None, order
         radius: float >= 0. A point is inside when dist2 < radius**2 (strict;
             radius**2 is rounded to the compute dtype, float32 for half inputs).
         k: int >= 0, the most neighbours returned per query.
-        query_lengths, lengths: optional [B] int64 valid counts (default M, N).
+        query_lengths: optional [B] int64, valid queries per cloud (default M).
+        lengths: optional [B] int64, valid points per cloud (default N).
         order: ``"nearest"``: the k nearest inside points, sorted by
             (dist2, index). ``"first"``: the first k inside points in index
             order (pointnet2's ball_query).

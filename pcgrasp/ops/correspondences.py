@@ -30,14 +30,16 @@ def correspondences(src, dst, radius, src_lengths=None, dst_lengths=None, src_tr
     """Nearest dst point of every src point within ``radius``, in the world frame.
 
     Args:
-        src: [B, N, 3] points of view A; dst: [B, M, 3] points of view B
-            (same float dtype and device).
+        src: [B, N, 3] points of view A.
+        dst: [B, M, 3] points of view B (same float dtype and device as src).
         radius: float >= 0; a match needs world dist2 < radius**2.
-        src_lengths, dst_lengths: optional [B] int64 valid counts.
-        src_transform, dst_transform: optional [B, 4, 4] rigid transforms
-            mapping each view to the world frame (world = R p + t), e.g. camera
-            extrinsics composed with the inverse augmentation. Applied on the
-            fly: no transformed copy of either cloud is made by the caller.
+        src_lengths: optional [B] int64 valid counts of src.
+        dst_lengths: optional [B] int64 valid counts of dst.
+        src_transform: optional [B, 4, 4] rigid transforms mapping view A to the
+            world frame (world = R p + t), e.g. camera extrinsics composed with
+            the inverse augmentation. Applied on the fly: no transformed copy of
+            either cloud is made by the caller.
+        dst_transform: optional [B, 4, 4], the same for view B.
 
     Returns:
         idx: [B, N] int64 index into dst[b] of the nearest match (ties: lower

@@ -16,9 +16,12 @@ def cylinder_query(query, rotation, points, radius, hmin, hmax, k, query_lengths
         rotation: [B, M, 3, 3] rotations R (approach frame; column 0 is the
             cylinder axis).
         points: [B, N, 3], same dtype and device as query.
-        radius: float >= 0; hmin <= hmax: floats.
+        radius: float >= 0.
+        hmin: float, the lower end of the cylinder along its axis (hmin <= hmax).
+        hmax: float, the upper end.
         k: int >= 0, the most points returned per cylinder.
-        query_lengths, lengths: optional [B] int64 valid counts.
+        query_lengths: optional [B] int64, valid queries per cloud.
+        lengths: optional [B] int64, valid points per cloud.
         order: ``"first"``: the first k inside points in index order (the
             graspnet CUDA op); ``"nearest"``: the k with the smallest radial
             distance q_y**2 + q_z**2, ties to the lower index.

@@ -55,9 +55,11 @@ def kernel_map(in_coords, out_coords, kernel_size, dilation=1, tensor_stride=1):
     Args:
         in_coords: [N, 4] int32 rows (batch, x, y, z) in voxel units.
         out_coords: [M, 4] int32 rows, same device.
-        kernel_size, dilation, tensor_stride: ints >= 1 or sequences of 3 (x, y, z).
-            The offsets are :func:`kernel_offsets` (ME's order; the tensor stride of
-            the *input* map scales them).
+        kernel_size: int >= 1 or a sequence of 3 (x, y, z). The offsets are
+            :func:`kernel_offsets` (ME's order; the tensor stride of the *input* map
+            scales them).
+        dilation: int >= 1 or a sequence of 3 (x, y, z).
+        tensor_stride: int >= 1 or a sequence of 3 (x, y, z), of the input map.
 
     Returns:
         in_idx, out_idx: [P] int64, every pair with ``in_coords[i] == out_coords[o]

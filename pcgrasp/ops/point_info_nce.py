@@ -11,8 +11,9 @@ def point_info_nce(feat_a, feat_b, xyz=None, tau=0.07, gamma=None, valid=None, r
     GraspContrast's false-negative elimination (Eq. 5).
 
     Args:
-        feat_a, feat_b: [B, M, C] float; row i of feat_a is the positive of row
-            i of feat_b; every other row of feat_b is a negative unless masked.
+        feat_a: [B, M, C] float; row i of feat_a is the positive of row i of
+            feat_b; every other row of feat_b is a negative unless masked.
+        feat_b: [B, M, C], same dtype and device as feat_a.
         xyz: [B, M, 3] keypoint positions; needed when ``gamma`` is given.
         tau: temperature > 0 (0.07 in GraspContrast).
         gamma: None for plain PointInfoNCE, or gamma_D >= 0: negatives k with

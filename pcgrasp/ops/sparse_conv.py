@@ -53,7 +53,8 @@ def sparse_conv_pairs(features, weight, in_idx, out_idx, counts, n_out, identity
         features: [N, Cin] float16 / bfloat16 / float32 / float64.
         weight: [K, Cin, Cout] (``W_k = weight[k]``) or, with ``transpose_weight``, [K, Cout, Cin]
             (``W_k = weight[k]^T``: the input gradient's form); the dtype of features.
-        in_idx, out_idx: [P] int64 pairs grouped by offset, sorted by out_idx inside each group.
+        in_idx: [P] int64 input rows of the pairs, grouped by offset.
+        out_idx: [P] int64 output rows of the pairs, sorted inside each offset's group.
         counts: K ints, pairs per offset (host values: no device sync).
         n_out: output rows.
         identity: an offset whose pairs are every row onto itself (N == n_out == counts[k]), run as
@@ -61,6 +62,7 @@ def sparse_conv_pairs(features, weight, in_idx, out_idx, counts, n_out, identity
 
     Returns:
         [n_out, Cout] in the dtype of features; half types accumulate in float32.
+
     Deterministic: the sum order is fixed, whatever the thread count.
     """
     C.tensor(features, "features")

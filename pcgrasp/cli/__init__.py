@@ -9,6 +9,8 @@
 - ``contrast``: GraspContrast pretraining (contrast-pretrain, contrast-evaluate, contrast-report)
 - ``detector``: the GSNet-style grasp detector (train-detector, evaluate-detector, detection-sweep,
   detection-untrained, demo detection)
+- ``vis``: pictures of grasps, labels, graspness, EBM and Point-JEPA grasps (show grasps|labels|
+  graspness|ebm|jepa: a PNG, or the browser viewer with --serve)
 
 ``--config`` takes a YAML path or the name of a packaged config. Trailing
 ``key.sub=value`` arguments override the config. Under torchrun the training
@@ -18,9 +20,9 @@ import argparse
 import os
 import sys
 
-from . import contrast, detector, ebm, jepa, labels, scenes
+from . import contrast, detector, ebm, jepa, labels, scenes, vis
 
-PIPELINES = (jepa, scenes, ebm, labels, contrast, detector)
+PIPELINES = (jepa, scenes, ebm, labels, contrast, detector, vis)
 
 
 class Parser(argparse.ArgumentParser):

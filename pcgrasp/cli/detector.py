@@ -161,7 +161,19 @@ def cmd_demo_detection(a):
     with open(os.path.join(out, "demo_detection.md"), "w") as f:
         f.write(table + "\n")
     print(f"\n[demo detection] total {time.time() - t0:.0f} s; table also in {out}/demo_detection.md")
+    print(f"[demo detection] picture of the best grasps: {_demo_picture(cfg, run, results[-1][1], out)}")
     return 0
+
+
+def _demo_picture(cfg, run, result, out):
+    """PNG of the last run's 50 best dumped grasps on the first test scene's first evaluated frame."""
+    from ..train.detector import parse_scene_ids
+    from ..vis import render_png, scene_grasps_picture
+
+    scene, ann = parse_scene_ids(cfg["data"]["test_scenes"])[0], result["anns"][0]
+    pic = scene_grasps_picture(cfg["data"]["root"], scene, ann, dump_dir=os.path.join(run, "dump"),
+                               camera=cfg["data"].get("camera", "realsense"), top_k=50)
+    return render_png(pic, os.path.join(out, "demo_detection_grasps.png"))
 
 
 def _demo(previous):

@@ -127,6 +127,7 @@ setup(
     package_data={"pcgrasp": ["configs/*.yaml"]},
     install_requires=["torch>=2.5", "numpy", "trimesh", "pyyaml", "tqdm", "tensorboard", "matplotlib",
                       "scipy", "embreex", "rtree", "python-fcl", "pillow"],
-    extras_require={"scale": ["ray"]},  # pcgrasp labels on a Ray cluster (optional; serial without it)
+    extras_require={"scale": ["ray"],  # pcgrasp labels on a Ray cluster (optional; serial without it)
+                    "viewer": ["viser>=1.1,<2"]},  # pcgrasp show --serve: the interactive web viewer
     entry_points={"console_scripts": ["pcgrasp = pcgrasp.cli:main"]},
 )

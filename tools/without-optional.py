@@ -14,7 +14,7 @@ import subprocess
 import sys
 import tempfile
 
-DEFAULT = "trimesh,embreex,rtree,fcl,ray"
+DEFAULT = "trimesh,embreex,rtree,fcl,ray,viser"
 
 STUB = ('raise ModuleNotFoundError("No module named {name!r} (hidden by tools/without-optional.py)", '
         'name={name!r})\n')

@@ -180,8 +180,9 @@ def _ebm(a):
     else:
         with torch.no_grad():
             y, e = y0, grasp_energy(model.eval(), depth, y0, model.crop_size, window)
-    title = (f"EBM view {a.image} ({view['category']}): {len(y)} candidates after {a.steps} descent steps, "
-             "lowest energy first")
+    shown = len(y) if a.top_k is None else min(a.top_k, len(y))
+    title = (f"EBM view {a.image} ({view['category']}): {shown} of {len(y)} candidates after {a.steps} descent "
+             "steps, lowest energy first")
     return ebm_picture(view["depth"], view["K"], view["camera_pose"], y.numpy(), e.numpy(), top_k=a.top_k,
                        title=title)
 

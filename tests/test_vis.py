@@ -209,7 +209,28 @@ def assert_png(pic, path, min_meshes=0):
     assert img.ndim == 3 and img.shape[0] > 100
     body = img[30:, : pic.camera.width]
     assert (body != 255).any(axis=-1).mean() > 0.01  # something was drawn
+    assert_served(pic)
     return img
+
+
+def assert_served(pic):
+    """The same picture in the web viewer (when viser is installed): a node per mesh and the
+    cloud, and the client page served on loopback (tests/test_vis_viewer.py loads it in Chromium).
+    Without viser (CI's no-optional run) only the PNG is checked."""
+    import urllib.request
+
+    try:
+        import viser  # noqa: F401
+    except ImportError:
+        return
+
+    from pcgrasp.vis.viewer import serve
+
+    with serve(pic, port=0, block=False) as v:
+        assert v.host == "127.0.0.1" and v.handles["points"] is not None
+        assert len(v.handles["meshes"]) == len(pic.meshes)
+        with urllib.request.urlopen(v.url, timeout=30) as r:
+            assert r.status == 200
 
 
 @pytest.mark.pipeline

@@ -142,6 +142,8 @@ def test_meshes_follow_the_gripper_dimensions():
     assert np.isclose(np.abs(v[:, 1]).max(), g.max_width / 2 + g.finger_width) and np.isclose(v[:, 0].max(), 0)
     v, f = hand_mesh([0.1, 0, 0, 1, 0, 0, 0], np.zeros(12))
     assert len(v) == 13 * 8 and v[:, 0].max() > 0.1 + 0.09  # open fingers reach 10 cm ahead of the wrist
+    vf, ff = hand_mesh([0.1, 0, 0, 1, 0, 0, 0], np.zeros(12), palm=False)
+    assert np.array_equal(vf, v[8:]) and np.array_equal(ff, f[12:] - 8)   # the same fingers, no palm box
     with pytest.raises(ValueError):
         hand_mesh(np.zeros(7), np.zeros(12))
 
@@ -339,6 +341,7 @@ def test_jepa_hands(tmp_path):
     pts, pose, joints = ds[0]
     pred = np.stack([joints.numpy() + d for d in (0.0, 0.3, 0.6)])
     pic = jepa_picture(pts.numpy(), pose.numpy(), pred, [0.0, 2.0, 1.0], joints.numpy())
-    assert [m.name.split()[:2] for m in pic.meshes] == [["recorded", "grasp"], ["hypothesis", "1"],
+    assert [m.name.split()[:2] for m in pic.meshes] == [["palm", "(wrist"], ["recorded", "grasp"], ["hypothesis", "1"],
                                                          ["hypothesis", "2"], ["hypothesis", "0"]]
-    assert_png(pic, tmp_path / "j.png", 4)
+    assert [len(m.vertices) for m in pic.meshes] == [8] + [12 * 8] * 4   # one palm box; 12 phalanges each
+    assert_png(pic, tmp_path / "j.png", 5)

@@ -23,7 +23,7 @@ import numpy as np
 
 from ..geometry.grasps import check_grasp_array, rotations_of, translations_of
 from ..geometry.gripper import GRIPPER, ParallelJawGripper
-from .gripper_mesh import graspnet_gripper_mesh, hand_mesh, planar_jaw_mesh
+from .gripper_mesh import graspnet_gripper_mesh, hand_mesh, planar_jaw_mesh, quaternion_matrix
 from .picture import Camera, Mesh, Picture
 
 MIN_WIDTH = 640
@@ -387,16 +387,21 @@ def jepa_picture(points, pose, joints, logits=None, truth=None, cmap="viridis", 
     pts = np.asarray(points, dtype=np.float64).reshape(-1, 3)
     order = np.argsort(-prob, kind="stable")
     cols = colormap(prob[order], cmap, 0.0, max(float(prob.max()), 1e-9))
-    meshes = []
+    grey = np.array([110, 110, 110], np.uint8)
+    v, f = hand_mesh(pose, J[0])                     # the palm, once: every hand shares the wrist pose
+    meshes = [Mesh(v[:8], f[:12], np.array([200, 200, 200], np.uint8), "palm (wrist pose)")]
     if truth is not None:
-        v, f = hand_mesh(pose, truth)
-        meshes.append(Mesh(v, f, np.array([110, 110, 110], np.uint8), "recorded grasp"))
+        v, f = hand_mesh(pose, truth, palm=False)
+        meshes.append(Mesh(v, f, grey, "recorded grasp"))
     for i, k in enumerate(order):
-        v, f = hand_mesh(pose, J[k])
+        v, f = hand_mesh(pose, J[k], palm=False)
         meshes.append(Mesh(v, f, cols[i], f"hypothesis {int(k)} p {prob[k]:.3f}"))
     pc = np.broadcast_to(np.array([70, 130, 200], np.uint8), pts.shape).copy()
-    cam = look_at_camera(np.concatenate([pts] + [m.vertices for m in meshes]))
+    # look along the hand's z (the axis the fingers bend about), the approach pointing up
+    R = quaternion_matrix(np.asarray(pose, dtype=np.float64).reshape(-1)[3:])
+    cam = look_at_camera(np.concatenate([pts] + [m.vertices for m in meshes]), direction=R[:, 2] + 0.35 * R[:, 1],
+                         up=R[:, 0])
     legend = {f"p {p:.2f} (hyp. {int(k)})": c for p, k, c in zip(prob[order], order, cols)}
     if truth is not None:
-        legend["recorded"] = np.array([110, 110, 110], np.uint8)
+        legend["recorded"] = grey
     return Picture(pts, pc, meshes, cam, title or f"{len(J)} hand hypotheses", legend)

@@ -124,8 +124,9 @@ HAND_PHALANGES = (0.045, 0.03, 0.025)          # proximal, middle, distal length
 HAND_FINGER_THICKNESS = 0.012
 
 
-def hand_mesh(pose, joints):
-    """A schematic four-finger hand of a Point-JEPA / DLR-Hand II grasp.
+def hand_mesh(pose, joints, palm=True):
+    """A schematic four-finger hand of a Point-JEPA / DLR-Hand II grasp (``palm=False``: the
+    fingers only, for hypotheses drawn on one shared palm).
 
     pose [7]: wrist position [3] and unit quaternion (w, x, y, z) whose rotation's columns are
     the hand axes x (approach), y (closing), z = x cross y (``data.synthetic.grasps``);
@@ -136,8 +137,8 @@ def hand_mesh(pose, joints):
     z = (-2.4, -0.8, 0.8, 2.4)[k] cm (the generator's finger slabs) on the palm's front edge at
     y = +-0.025 (fingers 1 and 3 on +y, 2 and 4 on -y, so 1 and 2 oppose as in the pinch),
     pointing along +x; its three phalanges (4.5, 3, 2.5 cm) bend about z towards y = 0 by the
-    cumulative joint angles. Returns (vertices [13 * 8, 3], faces [13 * 12, 3]) in the pose's
-    frame."""
+    cumulative joint angles. Returns (vertices [13 * 8, 3], faces [13 * 12, 3]; 12 boxes without
+    the palm) in the pose's frame."""
     p = np.asarray(pose, dtype=np.float64).reshape(-1)
     j = np.asarray(joints, dtype=np.float64).reshape(-1)
     if p.shape != (7,) or j.shape != (12,) or not (np.isfinite(p).all() and np.isfinite(j).all()):
@@ -152,7 +153,8 @@ def hand_mesh(pose, joints):
         verts.append(v @ R.T + t)              # hand frame -> world
         faces.append(f + 8 * (len(verts) - 1))
 
-    add((-px, -py / 2, -pz / 2), (0.0, py / 2, pz / 2))
+    if palm:
+        add((-px, -py / 2, -pz / 2), (0.0, py / 2, pz / 2))
     th = HAND_FINGER_THICKNESS
     for k in range(4):
         side = HAND_FINGER_SIDE[k]

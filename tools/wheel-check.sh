@@ -19,7 +19,14 @@ WORK="$(mktemp -d /tmp/pcgrasp-wheel.XXXXXX)"
 trap 'rm -rf "$WORK"' EXIT
 
 echo "== sdist"
+# the editable build's record (pcgrasp/_build_config.py) must survive an sdist build: only
+# build_ext writes it (an sdist once rewrote it with this shell's CUDA settings)
+CFG=pcgrasp/_build_config.py
+[ -f "$CFG" ] && cp "$CFG" "$WORK/build_config.before"
 "$PY" -m build --sdist --no-isolation --outdir "$WORK/dist" . >"$WORK/sdist.log" 2>&1 || { tail -30 "$WORK/sdist.log"; exit 1; }
+if [ -f "$WORK/build_config.before" ]; then
+  cmp -s "$CFG" "$WORK/build_config.before" || { echo "the sdist build rewrote $CFG"; diff "$WORK/build_config.before" "$CFG"; exit 1; }
+fi
 SDIST="$(ls "$WORK"/dist/pcgrasp-*.tar.gz)"
 echo "$SDIST ($(du -h "$SDIST" | cut -f1))"
 

@@ -159,7 +159,12 @@ def test_serve_listens_on_loopback_only_and_serves_client():
         _http.open(viewer.url, timeout=5).read()
 
 
+# The child restores Python's SIGINT handler first: a job started in the background by a
+# non-interactive shell (a CI runner's `cmd &`) runs with SIGINT ignored, and exec keeps that, so
+# the child would never see the Ctrl+C a terminal user sends to a foreground viewer.
 _BLOCKING = """
+import signal
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import numpy as np
 from pcgrasp.vis.picture import Picture
 from pcgrasp.vis.viewer import serve

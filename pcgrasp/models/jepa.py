@@ -29,8 +29,10 @@ class PointEncoder(nn.Module):
         self.pos = positional_mlp(dim)
         self.encoder = TransformerEncoder(dim, depth, heads)
 
-    def encode_tokens(self, tokens, centres):
-        return self.encoder(tokens + self.pos(centres))
+    def encode_tokens(self, tokens, centres, return_blocks=False):
+        """Encoded tokens; with ``return_blocks`` also every block's output
+        (before the final norm) as a list."""
+        return self.encoder(tokens + self.pos(centres), return_blocks=return_blocks)
 
     def tokenize(self, points):
         """(centres, tokens) of the scaled points."""
@@ -66,6 +68,34 @@ def sample_blocks(G, generator=None, n_targets=4, target_ratio=(0.15, 0.2), cont
     return targets, remaining[s:s + n]
 
 
+TARGET_NORMS = ("token_ln", "instance", "batch", "none")
+
+
+def normalise_targets(x, how="token_ln", eps=1e-5):
+    """Normalises target tokens x [B, G, D]:
+
+    - ``token_ln``: layer norm of each token over its D features (no affine);
+    - ``instance``: each feature standardised over the G tokens of its cloud
+      (instance norm over the token axis, as data2vec / Point2Vec normalise
+      each target layer);
+    - ``batch``: each feature standardised over all B x G tokens of the batch;
+    - ``none``: unchanged.
+
+    ``"a+b"`` applies a, then b (e.g. ``instance+token_ln``). Variances are the
+    biased ones (divide by the count), ``eps`` is added to them."""
+    for h in how.split("+"):
+        if h == "token_ln":
+            x = F.layer_norm(x, x.shape[-1:], eps=eps)
+        elif h in ("instance", "batch"):
+            dims = (1,) if h == "instance" else (0, 1)
+            mu = x.mean(dims, keepdim=True)
+            var = x.var(dims, unbiased=False, keepdim=True)
+            x = (x - mu) / torch.sqrt(var + eps)
+        elif h != "none":
+            raise ValueError(f"target_norm must be one of {TARGET_NORMS} or 'a+b' of them, got {how!r}")
+    return x
+
+
 def ema_momentum(step, total, start=0.9995, end=0.99999):
     """tau rising linearly from start to end over training."""
     return start + (end - start) * min(1.0, step / max(1, total))
@@ -80,8 +110,19 @@ def ema_update(target, online, tau):
 
 class PointJEPA(nn.Module):
     def __init__(self, dim=384, depth=12, heads=6, pred_dim=192, pred_depth=6, pred_heads=6, centers=64,
-                 group_size=32, grouping="knn", radius=0.05, n_targets=4, token_width=128, input_scale=1.0):
+                 group_size=32, grouping="knn", radius=0.05, n_targets=4, token_width=128, input_scale=1.0,
+                 target_norm="token_ln", target_layers=1):
+        """``target_norm`` (see ``normalise_targets``) and ``target_layers``
+        (k) set the regression targets: the mean over the target encoder's
+        last k blocks of each block's normalised output, where the last
+        block's output is the encoder's (after its final LayerNorm) and earlier
+        blocks' are their residual streams. The defaults (``token_ln``, 1) are
+        the layer-normed last output."""
         super().__init__()
+        normalise_targets(torch.zeros(1, 2, 2), target_norm)  # validates the name
+        if not (isinstance(target_layers, int) and 1 <= target_layers <= depth):
+            raise ValueError(f"target_layers must be an integer in [1, depth={depth}], got {target_layers!r}")
+        self.target_norm, self.target_layers = target_norm, target_layers
         self.context = PointEncoder(dim, depth, heads, centers, group_size, grouping, radius, token_width,
                                     input_scale)
         self.target = copy.deepcopy(self.context)
@@ -99,9 +140,7 @@ class PointJEPA(nn.Module):
         """Returns the SmoothL1 (beta = 2) JEPA loss for a batch of clouds."""
         centres, tokens = self.context.tokenize(points)  # ordered by the sequencer
         B, G, _ = tokens.shape
-        with torch.no_grad():
-            _, tgt = self.target(points)
-            tgt = F.layer_norm(tgt, tgt.shape[-1:])
+        tgt = self.targets(points)
         targets, ctx = sample_blocks(G, generator, self.n_targets)
         ctx = ctx.to(points.device)
         z = self.context.encode_tokens(tokens[:, ctx], centres[:, ctx])  # [B, Nc, dim]
@@ -114,8 +153,20 @@ class PointJEPA(nn.Module):
             loss = loss + F.smooth_l1_loss(self.from_pred(out), tgt[:, t], beta=2.0)
         return loss / len(targets)
 
+    @torch.no_grad()
+    def targets(self, points):
+        """[B, G, dim] regression targets of every patch (see ``__init__``)."""
+        centres, tokens = self.target.tokenize(points)
+        out, blocks = self.target.encode_tokens(tokens, centres, return_blocks=True)
+        layers = blocks[len(blocks) - self.target_layers:-1] + [out]
+        tgt = normalise_targets(layers[0], self.target_norm)
+        for x in layers[1:]:
+            tgt = tgt + normalise_targets(x, self.target_norm)
+        return tgt / len(layers)
+
     def update_target(self, tau):
         ema_update(self.target, self.context, tau)
 
 
-__all__ = ["PointEncoder", "PointJEPA", "sample_blocks", "ema_update", "ema_momentum"]
+__all__ = ["PointEncoder", "PointJEPA", "sample_blocks", "ema_update", "ema_momentum", "normalise_targets",
+           "TARGET_NORMS"]

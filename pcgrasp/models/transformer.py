@@ -21,10 +21,15 @@ class TransformerEncoder(nn.Module):
         self.blocks = nn.ModuleList(Block(dim, heads, mlp_ratio) for _ in range(depth))
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x):
+    def forward(self, x, return_blocks=False):
+        """The last block's output after the final LayerNorm; with
+        ``return_blocks`` also the list of every block's output (the residual
+        stream before the final norm), first block first."""
+        outs = []
         for b in self.blocks:
             x = b(x)
-        return self.norm(x)
+            outs.append(x)
+        return (self.norm(x), outs) if return_blocks else self.norm(x)
 
 
 def positional_mlp(dim):

@@ -37,6 +37,16 @@ def ensure_data(cfg):
             heldout_category=SYNSETS.get(held, held))
 
 
+def build_jepa(cfg):
+    """PointJEPA of ``cfg["model"]``, its targets set by ``pretrain.target_norm``
+    and ``pretrain.target_layers`` (``token_ln`` and 1 when absent, the
+    behaviour of configs written before these keys existed)."""
+    m, p = cfg["model"], cfg.get("pretrain", {})
+    return PointJEPA(pred_dim=m["pred_dim"], pred_depth=m["pred_depth"], pred_heads=m["pred_heads"],
+                     target_norm=p.get("target_norm", "token_ln"), target_layers=p.get("target_layers", 1),
+                     **encoder_kwargs(m))
+
+
 # ---------------------------------------------------------------- stages
 def pretrain(cfg, resume=False, progress=True):
     """Point-JEPA pretraining; writes <pretrain.out>/encoder.pt (context encoder only)."""
@@ -45,7 +55,8 @@ def pretrain(cfg, resume=False, progress=True):
     device = pick_device(cfg.get("device", "auto"))
     m, p, d = cfg["model"], cfg["pretrain"], cfg["data"]
     data = pretraining_data(cfg, progress)
-    model = PointJEPA(pred_dim=m["pred_dim"], pred_depth=m["pred_depth"], pred_heads=m["pred_heads"], **encoder_kwargs(m))
+    model = build_jepa(cfg)
+    init_state = {k: v.detach().clone() for k, v in model.target.state_dict().items()}
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
     lo, hi = p.get("ema", [0.9995, 0.99999])
 
@@ -62,8 +73,13 @@ def pretrain(cfg, resume=False, progress=True):
         torch.save({"encoder": model.context.state_dict(), "model_cfg": m}, os.path.join(p["out"], "encoder.pt"))
         if cfg.get("probe", {}).get("shapes", 0):
             report = probe_encoders(cfg, model.context.state_dict(), device)
+            report["targets"] = target_stats(model, init_state, cfg, device)
             with open(os.path.join(p["out"], "probe.json"), "w") as f:
                 json.dump(report, f, indent=1)
+            ts = report["targets"]
+            print(f"[probe] targets: per-feature SD {ts['target_sd']:.4f} (between clouds "
+                  f"{ts['target_sd_between_clouds']:.4f}), layer-normed output SD {ts['ln_output_sd']:.4f}; "
+                  f"target encoder moved {ts['target_drift']:.3f} of its init norm")
             for init, r in report["encoders"].items():
                 print(f"[probe] {init:>6}: category kNN {r['knn_acc']:.3f} linear {r['linear_acc']:.3f}, "
                       f"elongation R^2 {r['property_r2']:.3f} (chance {report['chance']:.3f})")
@@ -122,6 +138,43 @@ def probe_encoders(cfg, jepa_state, device):
             enc.load_state_dict(jepa_state)
         encoders[init] = probe_report(encoder_features(enc, clouds, device), ds.labels, prop, seed)
     return {"shapes": n, "chance": float(1.0 / len(ds.categories)), "encoders": encoders}
+
+
+def _relative_drift(state, init_state):
+    """||theta - theta_0|| / ||theta_0|| over the floating-point tensors."""
+    num = den = 0.0
+    for k, v0 in init_state.items():
+        if v0.is_floating_point():
+            num += float(((state[k].detach().cpu().double() - v0.cpu().double()) ** 2).sum())
+            den += float((v0.cpu().double() ** 2).sum())
+    return math.sqrt(num / max(den, 1e-300))
+
+
+@torch.no_grad()
+def target_stats(model, init_state, cfg, device, n=128):
+    """How much the JEPA targets vary, on ``n`` held-out procedural shapes
+    (those the probe uses): ``target_sd`` (per-feature SD of the targets the
+    loss regresses, over every token of every cloud, averaged over features),
+    ``target_sd_between_clouds`` (the same of each cloud's mean target),
+    ``ln_output_sd`` (the same SD for the layer-normed last output, the
+    original target, whatever ``target_norm`` is) and ``target_drift`` /
+    ``context_drift`` (how far the target / context encoder moved from the
+    initialisation: ||theta - theta_0|| / ||theta_0||)."""
+    d, seed = cfg["data"], cfg.get("seed", 0)
+    n = min(n, int(cfg.get("probe", {}).get("shapes", n)) or n)
+    ds = ProceduralShapes(n, d["points"], seed, start=10_000_000)
+    clouds = torch.stack([ds[i] for i in range(n)]).to(device)
+    model.eval().to(device)
+    tgt = torch.cat([model.targets(clouds[i:i + 64]) for i in range(0, n, 64)]).float().cpu()
+    ln = torch.cat([torch.nn.functional.layer_norm(model.target(clouds[i:i + 64])[1], (model.target.dim,))
+                    for i in range(0, n, 64)]).float().cpu()
+    model.train()
+    return {"clouds": n,
+            "target_sd": float(tgt.reshape(-1, tgt.shape[-1]).std(0, unbiased=False).mean()),
+            "target_sd_between_clouds": float(tgt.mean(1).std(0, unbiased=False).mean()),
+            "ln_output_sd": float(ln.reshape(-1, ln.shape[-1]).std(0, unbiased=False).mean()),
+            "target_drift": _relative_drift(model.target.state_dict(), init_state),
+            "context_drift": _relative_drift(model.context.state_dict(), init_state)}
 
 
 def build_grasp_model(cfg, init=None, head=None):

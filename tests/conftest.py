@@ -46,6 +46,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def end_process_group():
+    """A gloo worker's last step: a barrier, then destroy the group. A rank that tore gloo down
+    while the other was still finishing aborted once in CI ('terminate called without an active
+    exception', SIGABRT in test_ddp_two_gloo_processes_equal_one_process)."""
+    import torch.distributed as dist
+
+    dist.barrier()
+    dist.destroy_process_group()
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.name or "cuda" in getattr(item, "fixturenames", ()):

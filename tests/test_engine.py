@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from conftest import free_port
+from conftest import end_process_group, free_port
 from pcgrasp.train.engine import dist_backend, fit, load_checkpoint, pick_device, save_checkpoint, world
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
@@ -84,7 +84,7 @@ def _gloo_with_cuda_visible_worker(rank, out, port):
     t = torch.tensor([float(rank + 1)])
     dist.all_reduce(t)
     torch.save({"backend": dist.get_backend(), "sum": t}, os.path.join(out, f"r{rank}.pt"))
-    dist.destroy_process_group()
+    end_process_group()
 
 
 @pytest.mark.pipeline   # two processes: not run under the sanitizers

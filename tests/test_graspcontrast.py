@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import deviation, free_port, learning_seed
+from conftest import deviation, end_process_group, free_port, learning_seed
 from pcgrasp import ops
 from pcgrasp.losses import graspcontrast_loss
 from pcgrasp.metrics import feature_match_recall
@@ -395,7 +395,7 @@ def _ddp_worker(rank, root, out, port):
     torch.save({"grad": {n: p.grad for n, p in model.named_parameters()}, "buffers": dict(model.named_buffers())},
                os.path.join(out, f"grad{rank}.pt"))
     contrast.pretrain(cfg, progress=False)                    # the full pipeline under torchrun-like DDP
-    torch.distributed.destroy_process_group()
+    end_process_group()
 
 
 @pytest.mark.pipeline

@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from conftest import free_port
+from conftest import end_process_group, free_port
 from pcgrasp import nn as snn
 from pcgrasp.nn import SyncBatchNorm, convert_sync_batchnorm, sync_batch_norm
 
@@ -134,7 +134,7 @@ def _worker(rank, port, out):
                         "gb": m.bias.grad if m.affine else None,
                         "state": {k: v.clone() for k, v in m.state_dict().items()}})
     torch.save(res, os.path.join(out, f"rank{rank}.pt"))
-    dist.destroy_process_group()
+    end_process_group()
 
 
 @pytest.mark.pipeline   # two processes (like the DDP tests): not run under the sanitizers

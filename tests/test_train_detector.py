@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import deviation, free_port, learning_seed
+from conftest import deviation, end_process_group, free_port, learning_seed
 from pcgrasp.train import detector as D
 from pcgrasp.train import detector_eval as E
 
@@ -195,7 +195,7 @@ def _ddp_worker(rank, root, out, port):
     D.detection_loss(net, _double(collate_detection([ds[rank]]))).backward()
     torch.save({n: p.grad for n, p in model.named_parameters()}, os.path.join(out, f"grad{rank}.pt"))
     D.train_detector(cfg, "scratch", 256, seed=0, progress=False, log=lambda *a: None)  # the pipeline under DDP
-    torch.distributed.destroy_process_group()
+    end_process_group()
 
 
 def _double(batch):

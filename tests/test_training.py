@@ -9,7 +9,7 @@ import sys
 import pytest
 import torch
 
-from conftest import deviation, free_port, learning_seed, needs_trimesh
+from conftest import deviation, end_process_group, free_port, learning_seed, needs_trimesh
 from pcgrasp.models import GraspModel, PointEncoder
 from pcgrasp.train.config import load_config
 from pcgrasp.train.engine import fit
@@ -134,7 +134,7 @@ def _ddp_worker(rank, out, port):
                       MASTER_PORT=str(port))
     torch.set_num_threads(1)
     _run(out, per_rank_batch=4)
-    torch.distributed.destroy_process_group()
+    end_process_group()
 
 
 def test_ddp_two_gloo_processes_equal_one_process(tmp_path, learning_margin):

@@ -301,11 +301,18 @@ def eval_frame(grasps, meshes, poses, camera_pose, top_k=TOP_K, per_object=PER_O
     return {"grasps": g, "mu": mu, "collision": coll, "object": owner, "accuracy": precision_at_k(mu, top_k)}
 
 
-def read_dump(dump_dir, scene_id, camera, ann_id):
-    """graspnetAPI's dump layout: dump_dir/scene_<s:04d>/<camera>/<ann:04d>.npy, an [N, 17] array."""
+def dump_path(dump_dir, scene_id, ann_id, camera="realsense"):
+    """graspnetAPI's dump layout: ``<dump_dir>/scene_<s:04d>/<camera>/<ann:04d>.npy``."""
     import os
 
-    path = os.path.join(dump_dir, f"scene_{scene_id:04d}", camera, f"{ann_id:04d}.npy")
+    return os.path.join(dump_dir, f"scene_{int(scene_id):04d}", camera, f"{int(ann_id):04d}.npy")
+
+
+def read_dump(dump_dir, scene_id, camera, ann_id):
+    """A frame's dumped [N, 17] array (``dump_path``)."""
+    import os
+
+    path = dump_path(dump_dir, scene_id, ann_id, camera)
     if not os.path.exists(path):
         raise FileNotFoundError(f"evaluate-grasps: missing grasp file {path}")
     return check_grasp_array(np.load(path), name=path)

@@ -17,6 +17,7 @@ import torch
 
 from ..data.graspnet import GraspNetScenes, sample_indices
 from ..data.synthetic.scenes import parse_scene_ids
+from ..eval.grasp_ap import dump_path
 from .detector import check_config, load_detector, set_threads
 from .engine import pick_device
 
@@ -118,7 +119,7 @@ def dump_grasps(model, cfg, scene_ids, dump_dir, device, progress=False, seed=0)
         for (s, a), f, g in zip(chunk, raw, preds):
             g = postprocess(g.cpu().numpy().astype(np.float64), f["points"], e.get("collision_voxel", 0.01),
                             e.get("collision_thresh", 0.01), device=e.get("collision_device"))
-            path = os.path.join(dump_dir, f"scene_{s:04d}", camera, f"{a:04d}.npy")
+            path = dump_path(dump_dir, s, a, camera)
             os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = path[:-4] + ".tmp.npy"
             np.save(tmp, g.astype(np.float32))
@@ -155,5 +156,5 @@ def evaluate_detector(cfg, checkpoint, scenes=None, dump_dir=None, progress=Fals
 
 def _grasps_per_frame(dump_dir, ids, cfg, anns):
     camera = cfg["data"].get("camera", "realsense")
-    n = [len(np.load(os.path.join(dump_dir, f"scene_{s:04d}", camera, f"{a:04d}.npy"))) for s in ids for a in anns]
+    n = [len(np.load(dump_path(dump_dir, s, a, camera))) for s in ids for a in anns]
     return float(np.mean(n)) if n else 0.0

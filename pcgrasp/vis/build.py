@@ -21,6 +21,9 @@ import os
 
 import numpy as np
 
+from ..data.graspnet import depth_to_cloud
+from ..data.synthetic.render import look_at
+from ..eval.grasp_ap import dump_path
 from ..geometry.grasps import check_grasp_array, rotations_of, translations_of
 from ..geometry.gripper import GRIPPER, ParallelJawGripper
 from .gripper_mesh import graspnet_gripper_mesh, hand_mesh, planar_jaw_mesh, quaternion_matrix
@@ -51,25 +54,6 @@ def color_legend(vmin, vmax, cmap="viridis", name="score", stops=5, fmt="{:.2f}"
     vals = np.linspace(vmax, vmin, stops) if vmax > vmin else np.array([vmax])
     cols = colormap(vals, cmap, vmin, vmax)
     return {f"{name} {fmt.format(v)}": c for v, c in zip(vals, cols)}
-
-
-def look_at(eye, target, up=(0.0, 0.0, 1.0)):
-    """4x4 camera -> world pose of a camera at ``eye`` looking at ``target`` (x right, y down,
-    z forward), image up as close to ``up`` as possible (another axis when parallel)."""
-    eye, target = np.asarray(eye, dtype=np.float64), np.asarray(target, dtype=np.float64)
-    z = target - eye
-    if np.linalg.norm(z) == 0:
-        raise ValueError("the camera's eye and target must differ")
-    z /= np.linalg.norm(z)
-    for u in (up, (0.0, 1.0, 0.0), (1.0, 0.0, 0.0)):
-        x = np.cross(z, np.asarray(u, dtype=np.float64))
-        if np.linalg.norm(x) > 1e-6:
-            break
-    x /= np.linalg.norm(x)
-    T = np.eye(4)
-    T[:3, :3] = np.stack([x, np.cross(z, x), z], 1)
-    T[:3, 3] = eye
-    return T
 
 
 def look_at_camera(points, width=DEFAULT_SIZE[0], height=DEFAULT_SIZE[1], direction=(1.0, -1.0, -1.2),
@@ -184,12 +168,6 @@ def scene_frame(root, scene_id, ann_id, camera="realsense"):
     if colors is None:
         colors = np.where((f["labels"] > 0)[:, None], [185, 185, 185], [120, 120, 120]).astype(np.uint8)
     return f, colors, image_camera(f["K"], W, H)
-
-
-def dump_path(dump_dir, scene_id, ann_id, camera="realsense"):
-    """``<dump_dir>/scene_<s:04d>/<camera>/<ann:04d>.npy``, where ``evaluate-detector`` writes
-    a frame's [N, 17] grasps."""
-    return os.path.join(dump_dir, f"scene_{int(scene_id):04d}", camera, f"{int(ann_id):04d}.npy")
 
 
 def scene_grasps_picture(root, scene_id, ann_id, grasps=None, dump_dir=None, camera="realsense", top_k=50,
@@ -315,19 +293,6 @@ def object_labels_picture(path, top_k=100, max_friction=None, with_collision=Fal
 
 
 # ---------------------------------------------------------------- EBM planner
-def depth_points(depth, K, camera_pose=None, stride=1):
-    """Back-projected depth [H, W] (metres along the optical axis; 0 = none) as world points
-    [P, 3] (camera -> world ``camera_pose``, default identity) and their (row, col) [P, 2]."""
-    d = np.asarray(depth, dtype=np.float64)[::stride, ::stride]
-    K = np.asarray(K, dtype=np.float64)
-    rows, cols = np.nonzero(d > 0)
-    z = d[rows, cols]
-    r, c = rows * stride, cols * stride
-    q = np.stack([(c - K[0, 2]) * z / K[0, 0], (r - K[1, 2]) * z / K[1, 1], z], 1)
-    T = np.eye(4) if camera_pose is None else np.asarray(camera_pose, dtype=np.float64)
-    return q @ T[:3, :3].T + T[:3, 3], np.stack([r, c], 1)
-
-
 def ebm_picture(depth, K, camera_pose, grasps, energies, widths=None, top_k=None, gripper=ParallelJawGripper(),
                 cmap="viridis", title="", min_width=480):
     """An EBM view: the depth image [H, W] back-projected (table / world frame through
@@ -343,7 +308,9 @@ def ebm_picture(depth, K, camera_pose, grasps, energies, widths=None, top_k=None
     e = np.asarray(energies, dtype=np.float64).reshape(-1)
     if len(e) != len(y):
         raise ValueError(f"energies must be [N] with N = {len(y)} grasps, got {e.shape}")
-    pts, _ = depth_points(depth, K, camera_pose)
+    cloud = depth_to_cloud(depth, K).reshape(-1, 3).astype(np.float64)   # camera frame, z = 0: no depth
+    T = np.eye(4) if camera_pose is None else np.asarray(camera_pose, dtype=np.float64)
+    pts = cloud[cloud[:, 2] > 0] @ T[:3, :3].T + T[:3, 3]
     zc = pts[:, 2] if len(pts) else np.zeros(0)
     colors = colormap(zc, "Greys_r", zc.min() - 0.5 * (np.ptp(zc) + 1e-3), zc.max()) if len(pts) else \
         np.zeros((0, 3), np.uint8)

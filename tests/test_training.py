@@ -71,21 +71,28 @@ def test_resume_continues_the_same_run(tmp_path):
 
 
 @needs_trimesh
-def test_pretrain_resume_continues_the_same_masks(tmp_path):
-    """Point-JEPA draws its block masks from its own generator: a resumed pretraining must draw what
-    the uninterrupted one drew (the generator's state is in the checkpoint)."""
+@pytest.mark.parametrize("augment", [False, True])
+def test_pretrain_resume_continues_the_same_masks(tmp_path, augment):
+    """Point-JEPA draws its block masks (and, with ``pretrain.augment``, its augmentations) from its
+    own generators: a resumed pretraining must draw what the uninterrupted one drew (the
+    generators' states are in the checkpoint)."""
     from pcgrasp.train.jepa import pretrain
 
+    aug = {"pretrain.augment.scale": "[0.8,1.25]", "pretrain.augment.translate": 0.01,
+           "pretrain.augment.rotate": "so3"} if augment else {}
+    runs = (("a", [dict()]), ("b", [{"pretrain.stop_after_epochs": 1}, dict()]))
     outs = {}
-    for name, stages in (("a", [dict()]), ("b", [{"pretrain.stop_after_epochs": 1}, dict()])):
+    for name, stages in runs + ((("plain", [{"pretrain.augment": "null"}]),) if augment else ()):
         for i, extra in enumerate(stages):
             cfg = tiny_cfg(tmp_path, **{"pretrain.epochs": 3, "pretrain.out": f"{tmp_path}/pre_{name}",
-                                        "probe.shapes": 0, **extra})
+                                        "probe.shapes": 0, **aug, **extra})
             path = pretrain(cfg, resume=i > 0, progress=False)
         outs[name] = torch.load(path, weights_only=False)["encoder"]
     assert read_log(tmp_path / "pre_b")[-1]["epoch"] == "3"
     for k in outs["a"]:
         torch.testing.assert_close(outs["a"][k], outs["b"][k], rtol=0, atol=0, msg=k)
+    if augment:  # the augmentation changed what was learned
+        assert any(not torch.equal(outs["a"][k], outs["plain"][k]) for k in outs["a"])
 
 
 # ---------------------------------------------------------------- DDP

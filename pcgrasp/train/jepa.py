@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from ..data import GraspDataset, ShapeNetPointClouds, generate_dataset, load_manifest, make_splits
+from ..data.augment import CloudAugmentation
 from ..data.grasps import load_recordings
 from ..data.procedural import ProceduralShapes
 from ..data.synthetic.grasps import SYNSETS
@@ -49,7 +50,11 @@ def build_jepa(cfg):
 
 # ---------------------------------------------------------------- stages
 def pretrain(cfg, resume=False, progress=True):
-    """Point-JEPA pretraining; writes <pretrain.out>/encoder.pt (context encoder only)."""
+    """Point-JEPA pretraining; writes <pretrain.out>/encoder.pt (context encoder only).
+    ``pretrain.augment`` ({scale: [lo, hi], translate: t, rotate: none|z|so3},
+    ``data.augment.CloudAugmentation``; absent = none) augments every
+    pretraining cloud afresh each step."""
+    aug = CloudAugmentation.from_config(cfg.get("pretrain", {}).get("augment"))  # None: clouds as generated
     seed_everything(cfg.get("seed", 0))
     ensure_data(cfg)
     device = pick_device(cfg.get("device", "auto"))
@@ -59,8 +64,12 @@ def pretrain(cfg, resume=False, progress=True):
     init_state = {k: v.detach().clone() for k, v in model.target.state_dict().items()}
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
     lo, hi = p.get("ema", [0.9995, 0.99999])
+    aug_gen = torch.Generator().manual_seed(cfg.get("seed", 0) + 7919)
+    generators = {"masks": gen, **({"augment": aug_gen} if aug is not None else {})}
 
     def loss_fn(net, pts):
+        if aug is not None:
+            pts = aug(pts, aug_gen)  # both the context and the target see the same augmented cloud
         return net(pts, gen)
 
     def after(step, total):
@@ -68,7 +77,7 @@ def pretrain(cfg, resume=False, progress=True):
 
     groups = [{"params": [q for q in model.parameters() if q.requires_grad], "lr": p["lr"]}]
     fit(model, loss_fn, data, p, p["out"], groups, cfg.get("seed", 0), device, resume, after, desc="pretrain",
-        progress=progress, generators={"masks": gen})
+        progress=progress, generators=generators)
     if world()[0] == 0:
         torch.save({"encoder": model.context.state_dict(), "model_cfg": m}, os.path.join(p["out"], "encoder.pt"))
         if cfg.get("probe", {}).get("shapes", 0):

@@ -125,3 +125,20 @@ def test_packaged_configs_are_valid():
     full = load_config(config_path("detector"))
     assert full["model"]["seed_feat_dim"] == 512 and full["model"]["num_seed"] == 1024
     assert full["data"]["num_points"] == 20000 and full["train"]["batch_size"] == 4
+
+
+def test_pretraining_may_use_its_own_scene_root():
+    """pretrain.data.root: GraspContrast pretrains on another (unlabelled) root; by default on the
+    detector's own scenes. Either way the detector's backbone widths are kept."""
+    from pcgrasp.cli.common import config_path
+    from pcgrasp.train.config import load_config
+
+    own = load_config(config_path("detector_demo"), ["data.root=/x/detector"])
+    other = load_config(config_path("detector_demo"), ["data.root=/x/detector", "pretrain.data.root=/x/unlabelled",
+                                                       "pretrain.data.generate.scenes=0-47,100-103"])
+    for fne in (True, False):
+        a, b = D.pretrain_config(own, fne), D.pretrain_config(other, fne)
+        assert a["data"]["root"] == "/x/detector" and b["data"]["root"] == "/x/unlabelled"
+        assert b["data"]["generate"] == {"scenes": "0-47,100-103"} and "generate" not in a["data"]
+        assert a["model"] == b["model"] and a["model"]["out_channels"] == own["model"]["seed_feat_dim"]
+        assert a["fne"] is b["fne"] is fne

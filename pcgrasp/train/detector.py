@@ -206,8 +206,10 @@ def build_model(model_cfg):
 
 def pretrain_config(cfg, fne):
     """The ``contrast-pretrain`` config of this detector config (section
-    ``pretrain``): the detector's scenes and backbone widths (seed_feat_dim,
-    planes, voxel size), FNE on or off."""
+    ``pretrain``): the detector's scenes (or ``pretrain.data.root``: another,
+    unlabelled GraspNet-1B-layout root, written from ``pretrain.data.generate``
+    when missing) and backbone widths (seed_feat_dim, planes, voxel size), FNE
+    on or off."""
     from ..models.minkunet import GSNET_PLANES
 
     p, d, m = copy.deepcopy(cfg.get("pretrain") or {}), cfg["data"], cfg["model"]
@@ -218,7 +220,8 @@ def pretrain_config(cfg, fne):
     return {"seed": cfg.get("seed", 0), "device": cfg.get("device", "auto"), "fne": bool(fne),
             "augment": p.get("augment", True),
             "data": {"train_split": "train", "val_split": "test_seen", "val_pairs": 2, "num_points": d["num_points"],
-                     **p.get("data", {}), "root": d["root"], "camera": d.get("camera", "realsense")},
+                     "camera": d.get("camera", "realsense"), **p.get("data", {}),
+                     "root": p.get("data", {}).get("root") or d["root"]},
             "model": {"out_channels": m.get("seed_feat_dim", 512), "planes": list(m.get("planes") or GSNET_PLANES),
                       "voxel_size": m.get("voxel_size", 0.005), "projection": None},
             "loss": p["loss"], "train": {**p["train"], "out": out}}

@@ -270,6 +270,23 @@ def scenes_root(tmp_path_factory):
     return root
 
 
+def test_packaged_configs_are_valid_and_contrast_cpu_is_the_demo_scaled_up():
+    """contrast_cpu (the CPU-hour setting of results/graspcontrast_recall/) differs from the demo
+    only in its scene root and count, held-out pairs, epochs and output folder."""
+    from pcgrasp.cli.common import config_path
+    from pcgrasp.train.config import load_config
+
+    cfgs = {n: load_config(config_path(n)) for n in ("contrast", "contrast_demo", "contrast_cpu")}
+    for c in cfgs.values():
+        contrast.check_config(c)
+    demo, cpu = cfgs["contrast_demo"], cfgs["contrast_cpu"]
+    assert cpu["data"]["generate"]["scenes"] == "0-47,100-103" and cpu["train"]["epochs"] == 20
+    for c in (demo, cpu):
+        c["data"].pop("root"), c["data"].pop("val_pairs"), c["data"]["generate"].pop("scenes")
+        c["train"].pop("epochs"), c["train"].pop("out")
+    assert demo == cpu
+
+
 def tiny_cfg(root, out, **train):
     return {"seed": 0, "device": "cpu", "fne": True, "augment": True,
             "data": {"root": root, "train_split": "train", "val_split": "test", "val_pairs": 4, "num_points": 1500,

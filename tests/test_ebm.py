@@ -314,3 +314,102 @@ def test_refine_command_bad_config():
         r = {"images": 1, "grasps_per_image": 4, key: value}
         with pytest.raises(ValueError, match=f"refine.{key}"):
             ebm.refine({"refine": r, "data": {}})
+
+
+@pytest.mark.pipeline
+@needs_trimesh
+def test_sweep_over_seeds_with_early_stopping_skips_finished_runs(tmp_path):
+    """sweep.seeds: one run per (tau, seed), mean ± SD in the table, error bars in the plot; with
+    train.early_stop a run ends once validation alignment stops improving (the rule in
+    engine.early_stop_epoch, applied to the run's own log); a rerun skips finished runs."""
+    import csv
+
+    from pcgrasp.cli.common import config_path
+    from pcgrasp.train import ebm
+    from pcgrasp.train.config import load_config
+    from pcgrasp.train.engine import early_stop_epoch
+
+    over = [f"data.root={tmp_path}/dexnet", "data.generate.images=6", "data.generate.grasps_per_image=20",
+            "data.generate.candidates=120", "data.generate.perturbations=2", "data.val_fraction=0.34",
+            "model.repeat=32", "model.hidden=[64,32]", "train.epochs=12", "train.batch_size=32",
+            "train.early_stop.metric=alignment", "train.early_stop.patience=2", "train.early_stop.min_delta=1.0",
+            f"train.out={tmp_path}/train", "sweep.taus=[1,100]", "sweep.seeds=[0,1]", f"sweep.out={tmp_path}/sweep",
+            "device=cpu"]
+    cfg = load_config(config_path("ebm_demo"), over)
+    rows, table = ebm.sweep(cfg, progress=False, log=lambda *a: None)
+    assert [(r["tau"], r["seed"]) for r in rows] == [(1, 0), (1, 1), (100, 0), (100, 1)]
+    for r in rows:
+        assert os.path.basename(r["run"]) == f"tau_{r['tau']:g}_s{r['seed']}"
+        with open(os.path.join(r["run"], "log.csv")) as f:
+            align = [float(x["val/alignment"]) for x in csv.DictReader(f)]
+        # min_delta 1.0 of alignment in [0, 1]: nothing after epoch 1 counts, so every run stops at epoch 3
+        assert early_stop_epoch(align, patience=2, min_delta=1.0)[0] == len(align) == 3 == r["epochs_trained"]
+        assert r["early_stop"]["stopped_after_epoch"] == 3
+    assert "| 1 | 2 |" in table and "| 100 | 2 |" in table and " ± " in table
+    assert (tmp_path / "sweep" / "alignment_vs_tau.png").stat().st_size > 0
+    logs = {r["run"]: os.path.getmtime(os.path.join(r["run"], "log.csv")) for r in rows}
+    again, _ = ebm.sweep(cfg, progress=False, log=lambda *a: None)  # finished runs are skipped
+    assert {r["run"]: os.path.getmtime(os.path.join(r["run"], "log.csv")) for r in again} == logs
+    assert [r["alignment"] for r in again] == [r["alignment"] for r in rows]
+    for bad in ("[]", "[0,-1]", "1", "[true]"):
+        with pytest.raises(ValueError, match="sweep.seeds"):
+            ebm.sweep(load_config(config_path("ebm_demo"), over + [f"sweep.seeds={bad}"]), progress=False)
+    with pytest.raises(ValueError, match="train.early_stop.patience"):
+        ebm.sweep(load_config(config_path("ebm_demo"), over + ["train.early_stop.patience=0"]), progress=False)
+
+
+@needs_trimesh
+def test_interrupted_data_generation_is_completed_not_used_half_done(tmp_path, monkeypatch):
+    """ebm.ensure_data: a generation cut short (here: after 2 of 4 chunks) is completed by the next
+    call, keeping the finished chunks; a complete root is left alone; a real Dex-Net folder (data,
+    no marker) is used as it is."""
+    import pcgrasp.data.synthetic.dexnet as gen
+    from pcgrasp.data.dexnet import list_chunks
+    from pcgrasp.train import ebm
+
+    cfg = {"seed": 0, "data": {"root": str(tmp_path / "d"), "generate": {
+        "images": 4, "images_per_chunk": 1, "image_size": 48, "grasps_per_image": 4, "candidates": 40,
+        "perturbations": 1}}}
+    real, calls = gen.write_chunk, []
+
+    def flaky(root, index, arrays):
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        calls.append(index)
+        real(root, index, arrays)
+    monkeypatch.setattr(gen, "write_chunk", flaky)
+    with pytest.raises(KeyboardInterrupt):
+        ebm.ensure_data(cfg, progress=False)
+    assert list_chunks(cfg["data"]["root"]) == [0, 1]
+    assert json.loads((tmp_path / "d" / ebm.GENERATED).read_text())["complete"] is False
+    first = os.path.getmtime(tmp_path / "d" / "depth_ims_tf_table_00000.npz")
+    monkeypatch.setattr(gen, "write_chunk", real)
+    ebm.ensure_data(cfg, progress=False)
+    assert list_chunks(cfg["data"]["root"]) == [0, 1, 2, 3]
+    assert os.path.getmtime(tmp_path / "d" / "depth_ims_tf_table_00000.npz") == first  # kept, not redone
+    marker = json.loads((tmp_path / "d" / ebm.GENERATED).read_text())
+    assert marker["complete"] is True and marker["summary"]["chunks"] == 4
+    monkeypatch.setattr(gen, "generate_dexnet", lambda *a, **k: pytest.fail("regenerated a complete root"))
+    ebm.ensure_data(cfg, progress=False)
+    (tmp_path / "d" / ebm.GENERATED).unlink()  # data without the marker: a real Dex-Net folder
+    ebm.ensure_data(cfg, progress=False)
+
+
+def test_ebm_converge_is_the_demo_at_10x_data_with_the_reports_batch_and_a_stopping_rule():
+    from pcgrasp.cli.common import config_path
+    from pcgrasp.train.config import load_config
+    from pcgrasp.train.engine import check_early_stop
+
+    demo, conv = load_config(config_path("ebm_demo")), load_config(config_path("ebm_converge"))
+    assert conv["data"]["generate"]["images"] == 10 * demo["data"]["generate"]["images"]
+    assert conv["train"]["batch_size"] == 512 and conv["train"]["lr"] == 1e-4
+    assert sorted(conv["sweep"]["taus"]) == [1, 10, 100, 1000] and conv["sweep"]["seeds"] == [0, 1, 2]
+    rule = check_early_stop(conv["train"]["early_stop"])
+    assert rule["metric"] == "alignment" and rule["mode"] == "max" and conv["train"]["epochs"] >= 200
+    for c in (demo, conv):  # otherwise the same
+        c["data"].pop("root"), c["data"]["generate"].pop("images"), c["sweep"].pop("seeds", None)
+        for k in ("epochs", "batch_size", "early_stop", "out"):
+            c["train"].pop(k, None)
+        for sec in ("sweep", "refine"):
+            c[sec].pop("out")
+    assert demo == conv

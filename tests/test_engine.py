@@ -221,3 +221,153 @@ def test_fit_checkpoints_the_loss_generators_it_is_given(tmp_path):
     _fit_own_generator(tmp_path / "c", False, stop_after_epochs=1)
     unsaved = _fit_own_generator(tmp_path / "c", False)
     assert not all(torch.equal(straight[k], unsaved[k]) for k in straight)
+
+
+# ---------------------------------------------------------------- early stopping
+def _naive_stop(values, mode, patience, window, min_delta, min_epochs):
+    """The written-down rule, spelled out with loops: smoothed[e] = mean of the last <= window values;
+    improvements beyond min_delta reset the wait; stop at the first epoch >= max(min_epochs, window)
+    with `patience` epochs since the last improvement."""
+    smoothed = []
+    for e in range(len(values)):
+        lo = e - window + 1 if e - window + 1 > 0 else 0
+        total, n = 0.0, 0
+        for k in range(lo, e + 1):
+            total += values[k]
+            n += 1
+        smoothed.append(total / n)
+    best, last_improved = None, 0
+    for e, v in enumerate(smoothed, start=1):
+        if v == v:  # not NaN
+            better = best is None or (v - min_delta > best if mode == "max" else v + min_delta < best)
+            if better:
+                best, last_improved = v, e
+        if e >= min_epochs and e >= window and e - last_improved >= patience:
+            return e, last_improved
+    return None, last_improved
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_early_stop_rule_matches_a_loop(seed):
+    from pcgrasp.train.engine import early_stop_epoch
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 60))
+    trend = np.minimum(np.arange(n), rng.integers(1, 40)) * rng.uniform(0, 0.02)  # rises, then plateaus
+    values = list(trend + rng.normal(0, rng.choice([0.0, 0.005, 0.05]), n))
+    if n and rng.random() < 0.3:
+        values[int(rng.integers(0, n))] = float("nan")
+    if n > 4 and rng.random() < 0.3:
+        values[3] = values[2] = values[1]  # ties
+    kw = dict(mode=str(rng.choice(["max", "min"])), patience=int(rng.integers(1, 12)), window=int(rng.integers(1, 6)),
+              min_delta=float(rng.choice([0.0, 0.001, 0.01])), min_epochs=int(rng.integers(0, 20)))
+    stop, best_epoch, _ = early_stop_epoch(values, **kw)
+    assert (stop, best_epoch) == _naive_stop(values, **kw)
+
+
+def test_early_stop_rule_hand_cases():
+    from pcgrasp.train.engine import early_stop_epoch
+
+    # improves for 3 epochs, then flat: with patience 2 it stops 2 epochs after the last improvement
+    assert early_stop_epoch([0.1, 0.2, 0.3, 0.3, 0.3, 0.3], patience=2)[:2] == (5, 3)
+    # an improvement smaller than min_delta does not count
+    assert early_stop_epoch([0.1, 0.2, 0.201, 0.202], patience=2, min_delta=0.01)[:2] == (4, 2)
+    # min mode (a loss)
+    assert early_stop_epoch([3.0, 2.0, 2.5, 2.2, 2.1], mode="min", patience=3)[:2] == (5, 2)
+    # a single spike inside a window of 3 is averaged away: no stop where the raw values would stop
+    assert early_stop_epoch([0.5, 0.5, 0.9, 0.5, 0.5, 0.5], patience=3, window=1)[0] == 6
+    assert early_stop_epoch([0.5, 0.5, 0.9, 0.5, 0.5, 0.5], patience=4, window=3)[0] is None
+    # min_epochs holds the stop back; all-NaN never improves
+    assert early_stop_epoch([1.0, 1.0, 1.0, 1.0], patience=1, min_epochs=4)[0] == 4
+    assert early_stop_epoch([float("nan")] * 3, patience=2)[:2] == (2, 0)
+    assert early_stop_epoch([], patience=1) == (None, 0, None)
+
+
+@pytest.mark.parametrize("spec, key", [
+    ({"mode": "max"}, "metric"), ({"metric": "a", "mode": "up"}, "mode"), ({"metric": "a", "patience": 0}, "patience"),
+    ({"metric": "a", "window": 1.5}, "window"), ({"metric": "a", "min_delta": -1}, "min_delta"),
+    ({"metric": "a", "min_epochs": True}, "min_epochs"), ({"metric": "a", "wait": 3}, "wait"), ([3], "mapping")])
+def test_early_stop_config_errors_name_the_key(spec, key):
+    from pcgrasp.train.engine import check_early_stop
+
+    with pytest.raises(ValueError, match=key):
+        check_early_stop(spec)
+
+
+def _fit_scripted(run_dir, scores, **stage):
+    """A tiny fit whose evaluation returns the next of ``scores`` (read from the log on resume)."""
+    import csv as _csv
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    data = torch.utils.data.TensorDataset(torch.randn(8, 3), torch.randn(8, 1))
+    log = os.path.join(run_dir, "log.csv")
+
+    def eval_fn():
+        done = sum(1 for _ in _csv.DictReader(open(log))) if os.path.exists(log) else 0
+        return {"score": scores[done], "other": 0.0}
+
+    stage = {"epochs": len(scores), "batch_size": 4, **stage}
+    fit(model, lambda net, b: ((net(b[0]) - b[1]) ** 2).mean(), data, stage, str(run_dir),
+        [{"params": model.parameters(), "lr": 1e-2}], 0, "cpu", resume=True, progress=False, eval_fn=eval_fn)
+    with open(log) as f:
+        return len(list(_csv.DictReader(f)))
+
+
+def test_fit_stops_early_resumes_and_stays_stopped(tmp_path):
+    import json
+
+    from pcgrasp.train.engine import early_stop_epoch
+
+    scores = [0.1, 0.3, 0.5, 0.6, 0.58, 0.61, 0.6, 0.59, 0.6, 0.6, 0.6, 0.6, 0.9, 0.9, 0.9]
+    rule = {"metric": "score", "patience": 3, "window": 2, "min_delta": 0.02}
+    want = early_stop_epoch(scores, **rule)[0]
+    assert want is not None and want < len(scores)  # the script plateaus before its late jump
+    assert _fit_scripted(tmp_path / "a", scores, early_stop=rule) == want
+    info = json.loads((tmp_path / "a" / "early_stop.json").read_text())
+    assert info["stopped_after_epoch"] == want and info["rule"]["patience"] == 3
+    assert torch.load(tmp_path / "a" / "last.pt", weights_only=False)["epoch"] == want
+    # resuming a run that stopped trains no further
+    assert _fit_scripted(tmp_path / "a", scores, early_stop=rule) == want
+    # interrupted before the stop, then resumed: stops at the same epoch (history read back from log.csv)
+    assert _fit_scripted(tmp_path / "b", scores, early_stop=rule, stop_after_epochs=2) == 2
+    assert _fit_scripted(tmp_path / "b", scores, early_stop=rule) == want
+    # without the rule every epoch runs; a metric the evaluation lacks is an error naming it
+    assert _fit_scripted(tmp_path / "c", scores) == len(scores)
+    with pytest.raises(ValueError, match="'nope'.*other, score"):
+        _fit_scripted(tmp_path / "d", scores, early_stop={"metric": "nope"})
+    with pytest.raises(ValueError, match="needs a validation"):
+        fit(torch.nn.Linear(1, 1), None, [], {"epochs": 1, "batch_size": 1, "early_stop": {"metric": "x"}},
+            str(tmp_path / "e"), [{"params": [torch.zeros(1, requires_grad=True)], "lr": 1.0}], 0, "cpu")
+
+
+def _early_stop_ddp_worker(rank, out, port, scores, rule):
+    os.environ.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE="2", MASTER_ADDR="127.0.0.1",
+                      MASTER_PORT=str(port))
+    torch.set_num_threads(1)
+    world(torch.device("cpu"))
+    # rank 0 alone evaluates; rank 1 must stop at the same epoch or the next collective hangs
+    n = _fit_scripted(os.path.join(out, "run"), scores, early_stop=rule, batch_size=2) if rank == 0 else None
+    if rank == 1:
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        data = torch.utils.data.TensorDataset(torch.randn(8, 3), torch.randn(8, 1))
+        steps = fit(model, lambda net, b: ((net(b[0]) - b[1]) ** 2).mean(), data,
+                    {"epochs": len(scores), "batch_size": 2, "early_stop": rule}, os.path.join(out, "run"),
+                    [{"params": model.parameters(), "lr": 1e-2}], 0, "cpu", resume=True, progress=False,
+                    eval_fn=lambda: {"score": 0.0})
+        n = steps // 2  # 8 samples over 2 ranks, batch 2: 2 steps per epoch
+    torch.save(n, os.path.join(out, f"epochs{rank}.pt"))
+    end_process_group()
+
+
+@pytest.mark.pipeline   # two processes: not run under the sanitizers
+def test_early_stop_under_ddp_stops_every_rank_together(tmp_path):
+    from pcgrasp.train.engine import early_stop_epoch
+
+    scores = [0.1, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.9]
+    rule = {"metric": "score", "patience": 2}
+    want = early_stop_epoch(scores, **rule)[0]
+    torch.multiprocessing.spawn(_early_stop_ddp_worker, args=(str(tmp_path), free_port(), scores, rule), nprocs=2,
+                                join=True)
+    assert torch.load(tmp_path / "epochs0.pt") == torch.load(tmp_path / "epochs1.pt") == want < len(scores)

@@ -14,16 +14,37 @@ from ..data.dexnet import DexNetDataset, image_split
 from ..losses import energy_nce_loss
 from ..metrics import energy_alignment
 from ..models import GraspEnergyModel
-from .engine import fit, pick_device, seed_everything, world
+from .engine import check_early_stop, fit, logged_values, pick_device, seed_everything, world
+
+
+GENERATED = "synthetic_dexnet.json"  # written by ensure_data beside the data it generates
 
 
 def ensure_data(cfg, progress=True):
+    """Generates the synthetic Dex-Net data under ``data.root`` when the root
+    holds none, and completes a generation that was interrupted (the root's
+    ``synthetic_dexnet.json`` says ``complete: false``; finished chunks are
+    kept). A root with data and no such file (a real Dex-Net folder) is used
+    as it is."""
     d = cfg["data"]
-    if not os.path.isdir(d["root"]) or not any(f.startswith("depth_ims_tf_table_") for f in os.listdir(d["root"])):
-        from ..data.synthetic.dexnet import generate_dexnet
+    root = d["root"]
+    marker = os.path.join(root, GENERATED)
+    has_data = os.path.isdir(root) and any(f.startswith("depth_ims_tf_table_") for f in os.listdir(root))
+    state = None
+    if os.path.exists(marker):
+        with open(marker) as f:
+            state = json.load(f)
+    if has_data and (state is None or state.get("complete")):
+        return
+    from ..data.synthetic.dexnet import generate_dexnet
 
-        generate_dexnet(d["root"], seed=cfg.get("seed", 0), crop_window=d.get("crop_window", 64), progress=progress,
-                        **d.get("generate", {}))
+    settings = {"seed": cfg.get("seed", 0), "crop_window": d.get("crop_window", 64), **d.get("generate", {})}
+    os.makedirs(root, exist_ok=True)
+    with open(marker, "w") as f:
+        json.dump({"complete": False, "settings": settings}, f, indent=1)
+    summary = generate_dexnet(root, progress=progress, **settings)
+    with open(marker, "w") as f:
+        json.dump({"complete": True, "settings": settings, "summary": summary}, f, indent=1)
 
 
 def datasets(cfg):
@@ -113,6 +134,7 @@ def train(cfg, resume=False, run_dir=None, progress=True):
     model.set_normalization(train_ds.crops, train_ds.grasps)
     run_dir = run_dir or os.path.join(t["out"], f"tau_{t['tau']:g}")
     stage = {"schedule": "constant", **t}
+    check_early_stop(t.get("early_stop"))
     fit(model, nce_loss(t["tau"]), train_ds, stage, run_dir,
         [{"params": model.parameters(), "lr": t.get("lr", 1e-4)}], seed, device, resume,
         eval_fn=lambda: evaluate(model, val_ds, device, t["batch_size"], t["tau"], seed), desc=f"ebm tau={t['tau']:g}",
@@ -120,9 +142,14 @@ def train(cfg, resume=False, run_dir=None, progress=True):
     metrics = evaluate(model, val_ds, device, t["batch_size"], t["tau"], seed)
     if world()[0] == 0:
         torch.save({"model": model.state_dict(), "cfg": cfg}, os.path.join(run_dir, "model.pt"))
+        stopped = os.path.join(run_dir, "early_stop.json")
+        extra = {"epochs_trained": len(logged_values(os.path.join(run_dir, "log.csv"), "epoch"))}
+        if os.path.exists(stopped):
+            with open(stopped) as f:
+                extra["early_stop"] = json.load(f)
         with open(os.path.join(run_dir, "val_metrics.json"), "w") as f:
             json.dump({"train": len(train_ds), "val": len(val_ds),
-                       "train_success_fraction": float(train_ds.labels.mean()), **metrics}, f, indent=1)
+                       "train_success_fraction": float(train_ds.labels.mean()), **extra, **metrics}, f, indent=1)
     return run_dir, metrics
 
 
@@ -135,17 +162,37 @@ def load_model(path, device="cpu"):
 
 # ---------------------------------------------------------------- sweep
 def sweep(cfg, progress=True, log=print):
-    """Trains one model per temperature in ``sweep.taus``; writes table.md,
-    results.json and alignment_vs_tau.png under ``sweep.out``."""
+    """Trains one model per temperature in ``sweep.taus`` and seed in
+    ``sweep.seeds`` (default: the config's seed alone; run folders
+    ``tau_<tau>``, or ``tau_<tau>_s<seed>`` when ``sweep.seeds`` is given).
+    A finished run (val_metrics.json) is skipped and an interrupted one
+    resumes from its last epoch. Writes table.md (mean ± SD over seeds),
+    results.json and alignment_vs_tau.png (error bars: SD) under ``sweep.out``."""
     s = cfg["sweep"]
+    seeds = s.get("seeds")
+    if seeds is not None and (not isinstance(seeds, list) or not seeds or
+                              any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds)):
+        raise ValueError(f"sweep.seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    check_early_stop(cfg["train"].get("early_stop"))
     rows = []
     for tau in s["taus"]:
-        c = copy.deepcopy(cfg)
-        c["train"].update(tau=tau, out=os.path.join(s["out"], "runs"))
-        run, m = train(c, progress=progress)
-        rows.append({"tau": tau, "run": run, **m})
-        log(f"tau {tau:>6g}: alignment {m.get('alignment', float('nan')):.3f} "
-            f"ranking accuracy {m.get('ranking_accuracy', float('nan')):.3f}")
+        for seed in (seeds or [cfg.get("seed", 0)]):
+            c = copy.deepcopy(cfg)
+            c["seed"] = seed
+            c["train"].update(tau=tau, out=os.path.join(s["out"], "runs"))
+            run = os.path.join(c["train"]["out"], f"tau_{tau:g}" + (f"_s{seed}" if seeds is not None else ""))
+            done = os.path.join(run, "val_metrics.json")
+            if os.path.exists(done):
+                with open(done) as f:
+                    m = json.load(f)
+            else:
+                run, m = train(c, resume=True, run_dir=run, progress=progress)
+                with open(done) as f:
+                    m = json.load(f)
+            rows.append({"tau": tau, "seed": seed, "run": run, **m})
+            log(f"tau {tau:>6g} seed {seed}: alignment {m.get('alignment', float('nan')):.3f} "
+                f"ranking accuracy {m.get('ranking_accuracy', float('nan')):.3f}"
+                + (f", {m['epochs_trained']} epochs" if "epochs_trained" in m else ""))
     os.makedirs(s["out"], exist_ok=True)
     with open(os.path.join(s["out"], "results.json"), "w") as f:
         json.dump({"config": cfg, "rows": rows}, f, indent=1)
@@ -156,13 +203,31 @@ def sweep(cfg, progress=True, log=print):
     return rows, table
 
 
-def sweep_table(rows, batch_size):
-    lines = ["| τ | alignment (%) | ranking accuracy (%) | val NCE loss |", "|---:|---:|---:|---:|"]
+def _by_tau(rows):
+    """tau -> the rows of that temperature, in first-seen order."""
+    out = {}
     for r in rows:
-        cells = [f"{100 * r[k]:.1f}" if k in r else "—" for k in ("alignment", "ranking_accuracy")]
-        lines.append(f"| {r['tau']:g} | {cells[0]} | {cells[1]} | "
-                     + (f"{r['nce_loss']:.3f} |" if "nce_loss" in r else "— |"))
-    lines += ["", f"Validation split (image-wise). Alignment: mean over shuffled batches of {batch_size} of the share "
+        out.setdefault(r["tau"], []).append(r)
+    return out
+
+
+def _mean_sd(rows, key, scale=1.0, fmt="{:.1f}"):
+    """"m" for one value, "m ± sd" (ddof 1) for several, "—" for none."""
+    v = [scale * r[key] for r in rows if key in r and r[key] is not None and not math.isnan(r[key])]
+    if not v:
+        return "—"
+    return fmt.format(v[0]) if len(v) == 1 else f"{fmt.format(np.mean(v))} ± {fmt.format(np.std(v, ddof=1))}"
+
+
+def sweep_table(rows, batch_size):
+    lines = ["| τ | seeds | alignment (%) | ranking accuracy (%) | val NCE loss | epochs |",
+             "|---:|---:|---:|---:|---:|---:|"]
+    for tau, rs in _by_tau(rows).items():
+        lines.append(f"| {tau:g} | {len(rs)} | {_mean_sd(rs, 'alignment', 100)} | "
+                     f"{_mean_sd(rs, 'ranking_accuracy', 100)} | {_mean_sd(rs, 'nce_loss', 1, '{:.3f}')} | "
+                     f"{_mean_sd(rs, 'epochs_trained', 1, '{:.0f}')} |")
+    lines += ["", "Mean ± SD (ddof 1) over seeds where there are several. "
+              f"Validation split (image-wise). Alignment: mean over shuffled batches of {batch_size} of the share "
               "of successful grasps whose energy is below every failed grasp of the batch. Ranking accuracy: share of "
               "all (success, failure) pairs ordered correctly by energy (ROC AUC of −E)."]
     return "\n".join(lines) + "\n"
@@ -180,9 +245,12 @@ def _plt():
 def sweep_plot(rows, path):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
-    taus = [r["tau"] for r in rows]
+    groups = _by_tau(rows)
+    taus = list(groups)
     for key, label in (("alignment", "alignment"), ("ranking_accuracy", "ranking accuracy")):
-        ax.plot(taus, [100 * r.get(key, float("nan")) for r in rows], marker="o", label=label)
+        vals = [[100 * r.get(key, float("nan")) for r in groups[t]] for t in taus]
+        sd = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in vals]
+        ax.errorbar(taus, [float(np.mean(v)) for v in vals], yerr=sd, marker="o", capsize=3, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("temperature τ")
     ax.set_ylabel("validation (%)")
@@ -260,7 +328,7 @@ def _best_checkpoint(cfg):
     if os.path.exists(path):
         with open(path) as f:
             rows = json.load(f)["rows"]
-        best = max(rows, key=lambda x: x.get("alignment", -1))
+        best = max(rows, key=lambda x: x.get("alignment", -1))  # the best single run (any seed)
         return os.path.join(best["run"], "model.pt")
     return os.path.join(cfg["train"]["out"], f"tau_{cfg['train']['tau']:g}", "model.pt")
 

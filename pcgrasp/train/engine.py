@@ -14,6 +14,7 @@ models, data or losses: the pipeline passes a ``loss_fn(net, batch)``.
 """
 import contextlib
 import csv
+import json
 import math
 import os
 import random
@@ -276,6 +277,68 @@ def make_schedule(name, total, warmup, steps_per_epoch=1, decay=0.95):
     raise ValueError(f"schedule must be 'cosine', 'constant' or 'exponential', got {name!r}")
 
 
+# ---------------------------------------------------------------- early stopping
+EARLY_STOP_KEYS = {"metric", "mode", "patience", "window", "min_delta", "min_epochs"}
+
+
+def check_early_stop(spec, name="train.early_stop"):
+    """The validated ``early_stop`` section as a dict with every key
+    (``metric`` required; ``mode`` max, ``patience`` 10, ``window`` 1,
+    ``min_delta`` 0, ``min_epochs`` 0), or None when ``spec`` is None."""
+    if spec is None:
+        return None
+    if not isinstance(spec, dict):
+        raise ValueError(f"{name} must be a mapping (metric, mode, patience, window, min_delta, min_epochs), "
+                         f"got {spec!r}")
+    unknown = set(spec) - EARLY_STOP_KEYS
+    if unknown:
+        raise ValueError(f"{name}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(EARLY_STOP_KEYS))})")
+    out = {"mode": "max", "patience": 10, "window": 1, "min_delta": 0.0, "min_epochs": 0, **spec}
+    if not isinstance(out.get("metric"), str) or not out["metric"]:
+        raise ValueError(f"{name}.metric must name a key of the evaluation (e.g. alignment), got {out.get('metric')!r}")
+    if out["mode"] not in ("max", "min"):
+        raise ValueError(f"{name}.mode must be max or min, got {out['mode']!r}")
+    for key, lo in (("patience", 1), ("window", 1), ("min_epochs", 0)):
+        v = out[key]
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name}.{key} must be an integer >= {lo}, got {v!r}")
+    v = out["min_delta"]
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
+        raise ValueError(f"{name}.min_delta must be a finite number >= 0, got {v!r}")
+    return out
+
+
+def early_stop_epoch(values, mode="max", patience=10, window=1, min_delta=0.0, min_epochs=0, **_):
+    """The early-stopping rule, on a run's per-epoch validation values
+    (``values[e - 1]`` after epoch e). Returns (stop_epoch or None,
+    best_epoch, best_smoothed).
+
+    s_e = the mean of the last ``min(window, e)`` values (a trailing moving
+    average: single epochs of a noisy metric do not decide). s_e improves
+    when it beats the best earlier s by more than ``min_delta`` (larger for
+    ``mode`` max, smaller for min); NaN never improves. Training stops after
+    the first epoch e >= max(min_epochs, window) that is ``patience`` epochs
+    past the last improvement."""
+    best, best_epoch = None, 0
+    for e in range(1, len(values) + 1):
+        w = values[max(0, e - window):e]
+        s_e = float(np.mean(w)) if w else float("nan")
+        if not math.isnan(s_e) and (best is None or (s_e > best + min_delta if mode == "max"
+                                                     else s_e < best - min_delta)):
+            best, best_epoch = s_e, e
+        if e >= max(min_epochs, window) and e - best_epoch >= patience:
+            return e, best_epoch, best
+    return None, best_epoch, best
+
+
+def logged_values(path, key):
+    """The column ``key`` of a log.csv, one float per row (NaN where empty)."""
+    if not os.path.exists(path):
+        return []
+    with open(path, newline="") as f:
+        return [float(r[key]) if r.get(key) not in (None, "") else float("nan") for r in csv.DictReader(f)]
+
+
 # ---------------------------------------------------------------- the loop
 def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device, resume=False,
         after_step=None, eval_fn=None, desc="train", progress=True, make_optimizer=None, collate_fn=None,
@@ -293,7 +356,11 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
             norm under DDP, see ``distributed_model``), ``weight_decay`` (0.05, AdamW only), ``schedule``
             (``cosine`` | ``constant`` | ``exponential`` with ``lr_decay`` per
             epoch), ``warmup_epochs`` (0), ``clip``
-            (max gradient norm), ``stop_after_epochs``.
+            (max gradient norm), ``stop_after_epochs``, ``early_stop`` (a
+            mapping, see :func:`early_stop_epoch`: training ends once
+            ``eval_fn``'s ``metric`` has stopped improving; the decision and
+            its numbers are written to ``run_dir/early_stop.json``, and a
+            resumed run that had stopped does not train further).
         param_groups: the optimiser's parameter groups (each with its ``lr``).
         make_optimizer: ``make_optimizer(param_groups) -> torch.optim.Optimizer``;
             default AdamW with ``cfg_stage["weight_decay"]``.
@@ -306,6 +373,9 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
             checkpointed and restored on resume, so a resumed run draws what
             the uninterrupted one would have.
     """
+    es = check_early_stop(cfg_stage.get("early_stop"))
+    if es is not None and eval_fn is None:
+        raise ValueError("train.early_stop needs a validation evaluation (this stage has none)")
     device = torch.device(device)
     rank, ws = world(device)
     model.to(device)
@@ -343,6 +413,28 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
         tqdm = None
     # stop_after_epochs: end this process early (a preemption), resume later
     stop = min(epochs, start_epoch + cfg_stage["stop_after_epochs"]) if cfg_stage.get("stop_after_epochs") else epochs
+    history = logged_values(logger.path, f"val/{es['metric']}") if es is not None and rank == 0 else []
+    if rank == 0 and start_epoch == 0 and os.path.exists(os.path.join(run_dir, "early_stop.json")):
+        os.remove(os.path.join(run_dir, "early_stop.json"))  # a fresh run: an earlier run's decision is stale
+
+    def should_stop():
+        """Rank 0 decides (it alone evaluates); every rank gets the answer."""
+        flag = 0
+        if rank == 0:
+            e, best_epoch, best = early_stop_epoch(history, **es)
+            if e is not None:
+                flag = 1
+                with open(os.path.join(run_dir, "early_stop.json"), "w") as f:
+                    json.dump({"stopped_after_epoch": e, "best_epoch": best_epoch, "best_smoothed": best,
+                               "rule": es}, f, indent=1)
+        if ddp:
+            t = torch.tensor([flag], device=device if dist.get_backend() == "nccl" else "cpu")
+            dist.broadcast(t, 0)
+            flag = int(t.item())
+        return bool(flag)
+
+    if es is not None and should_stop():  # a resumed run that had already stopped
+        return step
     for epoch in range(start_epoch, stop):
         if sampler is not None:
             sampler.set_epoch(epoch)
@@ -374,4 +466,12 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
         logger.log(step, **values)
         if rank == 0:
             save_checkpoint(ckpt, model, opt, sched, epoch + 1, step, g, device, generators)
+        if es is not None:
+            if rank == 0:
+                if f"val/{es['metric']}" not in values:
+                    raise ValueError(f"train.early_stop.metric {es['metric']!r} is not among the evaluation's keys "
+                                     f"({', '.join(sorted(k[4:] for k in values if k.startswith('val/')))})")
+                history.append(values[f"val/{es['metric']}"])
+            if should_stop():
+                break
     return step

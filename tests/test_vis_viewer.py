@@ -199,6 +199,35 @@ def test_serve_blocks_until_ctrl_c():
             proc.wait(timeout=10)
 
 
+_CTRL_C_ON_ANOTHER_THREAD = """
+import signal, threading, time
+signal.signal(signal.SIGINT, signal.default_int_handler)
+import numpy as np
+from pcgrasp.vis.picture import Picture
+from pcgrasp.vis.viewer import serve
+
+
+def poke():  # a Ctrl+C that the kernel delivers to a thread other than the main one
+    time.sleep(3)
+    signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+
+
+threading.Thread(target=poke, daemon=True).start()
+serve(Picture(np.random.default_rng(0).random((100, 3)), np.zeros((100, 3), np.uint8), title="t"), port=0)
+print("stopped", flush=True)
+"""
+
+
+def test_serve_stops_when_ctrl_c_lands_on_another_thread():
+    """A process-wide SIGINT may be delivered to any thread (the server has several); Python only sets
+    its flag there, so the blocking loop must wake often enough to see it (it once slept an hour)."""
+    pytest.importorskip("viser")
+    r = subprocess.run([sys.executable, "-c", _CTRL_C_ON_ANOTHER_THREAD], capture_output=True, text=True,
+                       stdin=subprocess.DEVNULL, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.splitlines()[-1] == "stopped", r.stdout
+
+
 # ----------------------------------------------------------------------------- the browser
 
 class _DevTools:

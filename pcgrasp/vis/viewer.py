@@ -269,7 +269,9 @@ def serve(picture, host="127.0.0.1", port=8080, block=True, point_size=None):
     print(f"pcgrasp viewer: open {viewer.url} in a browser (Ctrl+C stops it)", flush=True)
     try:
         while True:
-            time.sleep(3600)
+            # short sleeps: a Ctrl+C that the kernel hands to one of the server's threads only sets
+            # Python's flag; the main thread acts on it when it next wakes (a 1 h sleep hung a CI run)
+            time.sleep(0.25)
     except KeyboardInterrupt:
         pass
     finally:

@@ -12,7 +12,7 @@ import torch
 
 from ..data.dexnet import DexNetDataset, image_split
 from ..losses import energy_nce_loss
-from ..metrics import energy_alignment
+from ..metrics import energy_alignment, mean_sd
 from ..models import GraspEnergyModel
 from .engine import check_early_stop, fit, logged_values, pick_device, seed_everything, world
 
@@ -211,21 +211,22 @@ def _by_tau(rows):
     return out
 
 
-def _mean_sd(rows, key, scale=1.0, fmt="{:.1f}"):
-    """"m" for one value, "m ± sd" (ddof 1) for several, "—" for none."""
-    v = [scale * r[key] for r in rows if key in r and r[key] is not None and not math.isnan(r[key])]
+def _cell(rows, key, scale=1.0, fmt="{:.1f}"):
+    """"m" for one value, "m ± sd" (``metrics.mean_sd``) for several, "—" for none."""
+    v = [r[key] for r in rows if key in r and r[key] is not None and not math.isnan(r[key])]
     if not v:
         return "—"
-    return fmt.format(v[0]) if len(v) == 1 else f"{fmt.format(np.mean(v))} ± {fmt.format(np.std(v, ddof=1))}"
+    m, sd = mean_sd(v, scale)
+    return fmt.format(m) if len(v) == 1 else f"{fmt.format(m)} ± {fmt.format(sd)}"
 
 
 def sweep_table(rows, batch_size):
     lines = ["| τ | seeds | alignment (%) | ranking accuracy (%) | val NCE loss | epochs |",
              "|---:|---:|---:|---:|---:|---:|"]
     for tau, rs in _by_tau(rows).items():
-        lines.append(f"| {tau:g} | {len(rs)} | {_mean_sd(rs, 'alignment', 100)} | "
-                     f"{_mean_sd(rs, 'ranking_accuracy', 100)} | {_mean_sd(rs, 'nce_loss', 1, '{:.3f}')} | "
-                     f"{_mean_sd(rs, 'epochs_trained', 1, '{:.0f}')} |")
+        lines.append(f"| {tau:g} | {len(rs)} | {_cell(rs, 'alignment', 100)} | "
+                     f"{_cell(rs, 'ranking_accuracy', 100)} | {_cell(rs, 'nce_loss', 1, '{:.3f}')} | "
+                     f"{_cell(rs, 'epochs_trained', 1, '{:.0f}')} |")
     lines += ["", "Mean ± SD (ddof 1) over seeds where there are several. "
               f"Validation split (image-wise). Alignment: mean over shuffled batches of {batch_size} of the share "
               "of successful grasps whose energy is below every failed grasp of the batch. Ranking accuracy: share of "
@@ -248,9 +249,8 @@ def sweep_plot(rows, path):
     groups = _by_tau(rows)
     taus = list(groups)
     for key, label in (("alignment", "alignment"), ("ranking_accuracy", "ranking accuracy")):
-        vals = [[100 * r.get(key, float("nan")) for r in groups[t]] for t in taus]
-        sd = [float(np.std(v, ddof=1)) if len(v) > 1 else 0.0 for v in vals]
-        ax.errorbar(taus, [float(np.mean(v)) for v in vals], yerr=sd, marker="o", capsize=3, label=label)
+        stats = [mean_sd([r.get(key, float("nan")) for r in groups[t]], 100) for t in taus]
+        ax.errorbar(taus, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("temperature τ")
     ax.set_ylabel("validation (%)")

@@ -337,7 +337,7 @@ def test_sweep_over_seeds_with_early_stopping_skips_finished_runs(tmp_path):
             "device=cpu"]
     cfg = load_config(config_path("ebm_demo"), over)
     rows, table = ebm.sweep(cfg, progress=False, log=lambda *a: None)
-    assert [(r["tau"], r["seed"]) for r in rows] == [(1, 0), (1, 1), (100, 0), (100, 1)]
+    assert [(r["tau"], r["seed"]) for r in rows] == [(1, 0), (100, 0), (1, 1), (100, 1)]  # seed-major
     for r in rows:
         assert os.path.basename(r["run"]) == f"tau_{r['tau']:g}_s{r['seed']}"
         with open(os.path.join(r["run"], "log.csv")) as f:
@@ -356,6 +356,76 @@ def test_sweep_over_seeds_with_early_stopping_skips_finished_runs(tmp_path):
             ebm.sweep(load_config(config_path("ebm_demo"), over + [f"sweep.seeds={bad}"]), progress=False)
     with pytest.raises(ValueError, match="train.early_stop.patience"):
         ebm.sweep(load_config(config_path("ebm_demo"), over + ["train.early_stop.patience=0"]), progress=False)
+
+
+def _write_fake_dexnet(root, images, per_image, rng):
+    from pcgrasp.data.dexnet import write_chunk
+
+    n = images * per_image
+    write_chunk(str(root), 0, {"depth_ims_tf_table": rng.random((n, 32, 32, 1)).astype(np.float32),
+                               "hand_poses": np.concatenate([rng.random((n, 4)), np.zeros((n, 3))], 1).astype(np.float32),
+                               "robust_ferrari_canny": (0.004 * rng.random(n)).astype(np.float32),  # ~half succeed
+                               "image_labels": np.repeat(np.arange(images), per_image).astype(np.int64)})
+
+
+def test_three_way_image_split(tmp_path, rng):
+    """data.test_fraction: train / val / test are disjoint image sets covering every image, in the
+    asked shares; the test images do not depend on val_fraction; 0 (the default) gives no test set
+    and the old two-way split; bad fractions are errors naming the key."""
+    from pcgrasp.train import ebm
+
+    _write_fake_dexnet(tmp_path, 50, 3, rng)
+    cfg = {"seed": 4, "data": {"root": str(tmp_path), "val_fraction": 0.2, "test_fraction": 0.1}}
+    tr, va, te = ebm.datasets(cfg, test=True)
+    sets = [set(d.image_ids.tolist()) for d in (tr, va, te)]
+    assert [len(x) for x in sets] == [35, 10, 5] and set.union(*sets) == set(range(50))
+    assert not (sets[0] & sets[1] or sets[0] & sets[2] or sets[1] & sets[2])
+    assert all(len(d) == 3 * len(x) for d, x in zip((tr, va, te), sets))  # every datapoint of an image goes along
+    te2 = ebm.datasets({**cfg, "data": {**cfg["data"], "val_fraction": 0.4}}, test=True)[2]
+    assert set(te2.image_ids.tolist()) == sets[2]
+    two = ebm.datasets({"seed": 4, "data": {"root": str(tmp_path), "val_fraction": 0.2}}, test=True)
+    assert two[2] is None and len(ebm.datasets({"seed": 4, "data": {"root": str(tmp_path)}})) == 2
+    for key, bad in (("test_fraction", 1.0), ("test_fraction", -0.1), ("val_fraction", "x"), ("test_fraction", True)):
+        with pytest.raises(ValueError, match=key):
+            ebm.datasets({"seed": 0, "data": {"root": str(tmp_path), key: bad}}, test=True)
+    with pytest.raises(ValueError, match="val_fraction \\+ data.test_fraction"):
+        ebm.datasets({"seed": 0, "data": {"root": str(tmp_path), "val_fraction": 0.5, "test_fraction": 0.5}})
+
+
+def test_sweep_with_restore_best_reports_the_best_epochs_model_on_test_images(tmp_path):
+    """ebm_converge's reporting: early_stop.restore_best keeps the model of the best validation
+    epoch (model.pt = best.pt's weights, restored_epoch in val_metrics.json), and with
+    data.test_fraction the reported numbers are that model's on the test images, recomputed here
+    independently with evaluate(); the table says so."""
+    from pcgrasp.cli.common import config_path
+    from pcgrasp.train import ebm
+    from pcgrasp.train.config import load_config
+    from pcgrasp.train.engine import early_stop_epoch
+
+    over = [f"data.root={tmp_path}/dexnet", "data.val_fraction=0.3", "data.test_fraction=0.3",
+            "model.repeat=8", "model.hidden=[32,16]", "model.crop_size=32", "train.epochs=12", "train.batch_size=16",
+            "train.early_stop.metric=nce_loss", "train.early_stop.mode=min", "train.early_stop.patience=3",
+            "train.early_stop.restore_best=true", f"train.out={tmp_path}/train", "sweep.taus=[10]",
+            "sweep.seeds=[0]", f"sweep.out={tmp_path}/sweep", "device=cpu"]
+    _write_fake_dexnet(tmp_path / "dexnet", 12, 10, np.random.default_rng(0))
+    (tmp_path / "dexnet" / ebm.GENERATED).write_text(json.dumps({"complete": True}))
+    cfg = load_config(config_path("ebm_demo"), over)
+    rows, table = ebm.sweep(cfg, progress=False, log=lambda *a: None)
+    r = rows[0]
+    with open(os.path.join(r["run"], "log.csv")) as f:
+        import csv
+        nce = [float(x["val/nce_loss"]) for x in csv.DictReader(f)]
+    _, best_epoch, _ = early_stop_epoch(nce, mode="min", patience=3)
+    assert r["restored_epoch"] == best_epoch and r["reported_split"] == "test" and r["test"] == 40
+    best = torch.load(os.path.join(r["run"], "best.pt"), weights_only=False)["model"]
+    model, mcfg = ebm.load_model(os.path.join(r["run"], "model.pt"))
+    assert all(torch.equal(v, best[k]) for k, v in model.state_dict().items())
+    c = {**mcfg, "seed": 0}
+    _, val_ds, test_ds = ebm.datasets(c, test=True)
+    want = ebm.evaluate(model, test_ds, "cpu", 16, 10, 0)
+    assert r["alignment"] == pytest.approx(want["alignment"]) and r["nce_loss"] == pytest.approx(want["nce_loss"])
+    assert r["val_metrics"]["nce_loss"] == pytest.approx(ebm.evaluate(model, val_ds, "cpu", 16, 10, 0)["nce_loss"])
+    assert "| test NCE loss |" in table and "Test split" in table
 
 
 @needs_trimesh
@@ -406,8 +476,10 @@ def test_ebm_converge_is_the_demo_at_10x_data_with_the_reports_batch_and_a_stopp
     assert sorted(conv["sweep"]["taus"]) == [1, 10, 100, 1000] and conv["sweep"]["seeds"] == [0, 1, 2]
     rule = check_early_stop(conv["train"]["early_stop"])
     assert rule["metric"] == "alignment" and rule["mode"] == "max" and conv["train"]["epochs"] >= 200
+    assert rule["restore_best"] and conv["data"]["test_fraction"] > 0  # chosen on val, reported on test
     for c in (demo, conv):  # otherwise the same
         c["data"].pop("root"), c["data"]["generate"].pop("images"), c["sweep"].pop("seeds", None)
+        c["data"].pop("val_fraction"), c["data"].pop("test_fraction", None)
         for k in ("epochs", "batch_size", "early_stop", "out"):
             c["train"].pop(k, None)
         for sec in ("sweep", "refine"):

@@ -286,7 +286,8 @@ def test_early_stop_rule_hand_cases():
 @pytest.mark.parametrize("spec, key", [
     ({"mode": "max"}, "metric"), ({"metric": "a", "mode": "up"}, "mode"), ({"metric": "a", "patience": 0}, "patience"),
     ({"metric": "a", "window": 1.5}, "window"), ({"metric": "a", "min_delta": -1}, "min_delta"),
-    ({"metric": "a", "min_epochs": True}, "min_epochs"), ({"metric": "a", "wait": 3}, "wait"), ([3], "mapping")])
+    ({"metric": "a", "min_epochs": True}, "min_epochs"), ({"metric": "a", "wait": 3}, "wait"), ([3], "mapping"),
+    ({"metric": "a", "restore_best": "yes"}, "restore_best")])
 def test_early_stop_config_errors_name_the_key(spec, key):
     from pcgrasp.train.engine import check_early_stop
 
@@ -294,8 +295,10 @@ def test_early_stop_config_errors_name_the_key(spec, key):
         check_early_stop(spec)
 
 
-def _fit_scripted(run_dir, scores, **stage):
-    """A tiny fit whose evaluation returns the next of ``scores`` (read from the log on resume)."""
+def _fit_scripted(run_dir, scores, snapshots=None, final=None, **stage):
+    """A tiny fit whose evaluation returns the next of ``scores`` (read from the log on resume).
+    ``snapshots``: a dict that gets epoch -> the weights evaluated after it; ``final``: a list that
+    gets the model's weights when fit returns."""
     import csv as _csv
 
     torch.manual_seed(0)
@@ -305,13 +308,51 @@ def _fit_scripted(run_dir, scores, **stage):
 
     def eval_fn():
         done = sum(1 for _ in _csv.DictReader(open(log))) if os.path.exists(log) else 0
+        if snapshots is not None:
+            snapshots[done + 1] = torch.cat([model.weight.detach().flatten(), model.bias.detach()]).clone()
         return {"score": scores[done], "other": 0.0}
 
     stage = {"epochs": len(scores), "batch_size": 4, **stage}
     fit(model, lambda net, b: ((net(b[0]) - b[1]) ** 2).mean(), data, stage, str(run_dir),
         [{"params": model.parameters(), "lr": 1e-2}], 0, "cpu", resume=True, progress=False, eval_fn=eval_fn)
+    if final is not None:
+        final.append(torch.cat([model.weight.detach().flatten(), model.bias.detach()]).clone())
     with open(log) as f:
         return len(list(_csv.DictReader(f)))
+
+
+def test_restore_best_keeps_the_model_of_the_best_epoch(tmp_path):
+    """early_stop.restore_best: fit ends with the weights that were evaluated at the rule's best
+    epoch (the last epoch of the best moving-average window), not the last epoch's, whether the
+    rule stopped the run or the epochs ran out, and after an interrupted, resumed run too."""
+    from pcgrasp.train.engine import early_stop_epoch
+
+    scores = [0.1, 0.3, 0.5, 0.62, 0.61, 0.6, 0.59, 0.55, 0.5, 0.5, 0.5, 0.5]
+    rule = {"metric": "score", "patience": 3, "window": 2, "min_delta": 0.0, "restore_best": True}
+    stop, best_epoch, _ = early_stop_epoch(scores, **rule)
+    assert best_epoch == 5 and stop == 8  # (0.62 + 0.61) / 2 is the best window
+    snaps, final = {}, []
+    assert _fit_scripted(tmp_path / "a", scores, snaps, final, early_stop=rule) == stop
+    assert torch.equal(final[0], snaps[best_epoch]) and not torch.equal(final[0], snaps[stop])
+    assert torch.load(tmp_path / "a" / "best.pt", weights_only=False)["epoch"] == best_epoch
+    final = []  # resuming the stopped run restores it again
+    _fit_scripted(tmp_path / "a", scores, None, final, early_stop=rule)
+    assert torch.equal(final[0], snaps[best_epoch])
+    # interrupted after 6 epochs (best so far: 5), resumed: the same best
+    final = []
+    assert _fit_scripted(tmp_path / "b", scores, None, early_stop=rule, stop_after_epochs=6) == 6
+    assert _fit_scripted(tmp_path / "b", scores, None, final, early_stop=rule) == stop
+    assert torch.equal(final[0], snaps[best_epoch])
+    # no stop before the epochs run out (patience too long): still the best epoch's weights
+    final, snaps2 = [], {}
+    _fit_scripted(tmp_path / "c", scores, snaps2, final, early_stop={**rule, "patience": 50})
+    assert torch.equal(final[0], snaps2[best_epoch]) and torch.equal(snaps2[best_epoch], snaps[best_epoch])
+    # without restore_best the last epoch's model stays, and a fresh run removes an old best.pt
+    final = []
+    (tmp_path / "d").mkdir()
+    torch.save({"model": {}, "epoch": 1}, tmp_path / "d" / "best.pt")
+    _fit_scripted(tmp_path / "d", scores, None, final, early_stop={**rule, "restore_best": False})
+    assert torch.equal(final[0], snaps[stop]) and not (tmp_path / "d" / "best.pt").exists()
 
 
 def test_fit_stops_early_resumes_and_stays_stopped(tmp_path):
@@ -347,7 +388,8 @@ def _early_stop_ddp_worker(rank, out, port, scores, rule):
     torch.set_num_threads(1)
     world(torch.device("cpu"))
     # rank 0 alone evaluates; rank 1 must stop at the same epoch or the next collective hangs
-    n = _fit_scripted(os.path.join(out, "run"), scores, early_stop=rule, batch_size=2) if rank == 0 else None
+    final = []
+    n = _fit_scripted(os.path.join(out, "run"), scores, None, final, early_stop=rule, batch_size=2) if rank == 0 else None
     if rank == 1:
         torch.manual_seed(0)
         model = torch.nn.Linear(3, 1)
@@ -357,7 +399,9 @@ def _early_stop_ddp_worker(rank, out, port, scores, rule):
                     [{"params": model.parameters(), "lr": 1e-2}], 0, "cpu", resume=True, progress=False,
                     eval_fn=lambda: {"score": 0.0})
         n = steps // 2  # 8 samples over 2 ranks, batch 2: 2 steps per epoch
+        final.append(torch.cat([model.weight.detach().flatten(), model.bias.detach()]))
     torch.save(n, os.path.join(out, f"epochs{rank}.pt"))
+    torch.save(final[0], os.path.join(out, f"weights{rank}.pt"))
     end_process_group()
 
 
@@ -366,8 +410,13 @@ def test_early_stop_under_ddp_stops_every_rank_together(tmp_path):
     from pcgrasp.train.engine import early_stop_epoch
 
     scores = [0.1, 0.4, 0.5, 0.5, 0.5, 0.5, 0.5, 0.9]
-    rule = {"metric": "score", "patience": 2}
-    want = early_stop_epoch(scores, **rule)[0]
+    rule = {"metric": "score", "patience": 2, "restore_best": True}
+    want, best_epoch, _ = early_stop_epoch(scores, **rule)
     torch.multiprocessing.spawn(_early_stop_ddp_worker, args=(str(tmp_path), free_port(), scores, rule), nprocs=2,
                                 join=True)
     assert torch.load(tmp_path / "epochs0.pt") == torch.load(tmp_path / "epochs1.pt") == want < len(scores)
+    # restore_best: both ranks end on the best epoch's weights (DDP kept them equal), not the last epoch's
+    assert best_epoch < want and torch.load(tmp_path / "run" / "best.pt", weights_only=False)["epoch"] == best_epoch
+    assert torch.equal(torch.load(tmp_path / "weights0.pt"), torch.load(tmp_path / "weights1.pt"))
+    last = torch.load(tmp_path / "run" / "last.pt", weights_only=False)["model"]
+    assert not torch.equal(torch.load(tmp_path / "weights0.pt"), torch.cat([last["weight"].flatten(), last["bias"]]))

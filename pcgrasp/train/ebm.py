@@ -14,7 +14,7 @@ from ..data.dexnet import DexNetDataset, image_split
 from ..losses import energy_nce_loss
 from ..metrics import energy_alignment, mean_sd
 from ..models import GraspEnergyModel
-from .engine import check_early_stop, fit, logged_values, pick_device, seed_everything, world
+from .engine import BEST, check_early_stop, fit, logged_values, pick_device, seed_everything, world
 
 
 GENERATED = "synthetic_dexnet.json"  # written by ensure_data beside the data it generates
@@ -47,13 +47,30 @@ def ensure_data(cfg, progress=True):
         json.dump({"complete": True, "settings": settings, "summary": summary}, f, indent=1)
 
 
-def datasets(cfg):
-    """(train, val) ``DexNetDataset``s, split image-wise."""
+def datasets(cfg, test=False):
+    """(train, val) ``DexNetDataset``s, split image-wise; with ``test``,
+    (train, val, test) where test holds ``data.test_fraction`` of the images
+    (None when that is 0, the default). The test images are drawn first, so
+    that fraction's images are the same whatever ``val_fraction`` is."""
     d = cfg["data"]
     full = DexNetDataset(d["root"])
     ids = full.image_ids.numpy() if full.image_ids is not None else np.arange(len(full))
-    tr, va = image_split(ids, d.get("val_fraction", 0.2), cfg.get("seed", 0))
-    return DexNetDataset(d["root"], images=tr), DexNetDataset(d["root"], images=va)
+    seed = cfg.get("seed", 0)
+    tf, vf = d.get("test_fraction", 0.0), d.get("val_fraction", 0.2)
+    for key, v in (("test_fraction", tf), ("val_fraction", vf)):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:
+            raise ValueError(f"data.{key} must be a number in [0, 1), got {v!r}")
+    if tf + vf >= 1:
+        raise ValueError(f"data.val_fraction + data.test_fraction must be < 1, got {vf!r} + {tf!r}")
+    te = None
+    if tf > 0:
+        ids, te = image_split(ids, tf, seed + 1_000_003)  # its own stream: independent of the val draw
+        vf = vf / (1 - tf)  # val_fraction stays a share of all images
+    tr, va = image_split(ids, vf, seed)
+    out = (DexNetDataset(d["root"], images=tr), DexNetDataset(d["root"], images=va))
+    if test:
+        out += (DexNetDataset(d["root"], images=te) if te is not None else None,)
+    return out
 
 
 def build_model(cfg):
@@ -128,7 +145,7 @@ def train(cfg, resume=False, run_dir=None, progress=True):
     seed_everything(seed)
     ensure_data(cfg, progress)
     device = pick_device(cfg.get("device", "auto"))
-    train_ds, val_ds = datasets(cfg)
+    train_ds, val_ds, test_ds = datasets(cfg, test=True)
     seed_everything(seed)
     model = build_model(cfg)
     model.set_normalization(train_ds.crops, train_ds.grasps)
@@ -139,14 +156,24 @@ def train(cfg, resume=False, run_dir=None, progress=True):
         [{"params": model.parameters(), "lr": t.get("lr", 1e-4)}], seed, device, resume,
         eval_fn=lambda: evaluate(model, val_ds, device, t["batch_size"], t["tau"], seed), desc=f"ebm tau={t['tau']:g}",
         progress=progress, make_optimizer=lambda groups: torch.optim.Adam(groups, weight_decay=t.get("weight_decay", 0)))
-    metrics = evaluate(model, val_ds, device, t["batch_size"], t["tau"], seed)
+    # the reported numbers: the test images when there are some (early stopping and restore_best chose the model
+    # on val, so val numbers of that model are biased upwards), else val
+    report = test_ds if test_ds is not None else val_ds
+    metrics = evaluate(model, report, device, t["batch_size"], t["tau"], seed)
     if world()[0] == 0:
         torch.save({"model": model.state_dict(), "cfg": cfg}, os.path.join(run_dir, "model.pt"))
         stopped = os.path.join(run_dir, "early_stop.json")
-        extra = {"epochs_trained": len(logged_values(os.path.join(run_dir, "log.csv"), "epoch"))}
+        extra = {"epochs_trained": len(logged_values(os.path.join(run_dir, "log.csv"), "epoch")),
+                 "reported_split": "test" if test_ds is not None else "val"}
+        if test_ds is not None:
+            extra["test"] = len(test_ds)
+            extra["val_metrics"] = evaluate(model, val_ds, device, t["batch_size"], t["tau"], seed)
         if os.path.exists(stopped):
             with open(stopped) as f:
                 extra["early_stop"] = json.load(f)
+        best = os.path.join(run_dir, BEST)
+        if (t.get("early_stop") or {}).get("restore_best") and os.path.exists(best):
+            extra["restored_epoch"] = torch.load(best, map_location="cpu", weights_only=False)["epoch"]
         with open(os.path.join(run_dir, "val_metrics.json"), "w") as f:
             json.dump({"train": len(train_ds), "val": len(val_ds),
                        "train_success_fraction": float(train_ds.labels.mean()), **extra, **metrics}, f, indent=1)
@@ -175,8 +202,9 @@ def sweep(cfg, progress=True, log=print):
         raise ValueError(f"sweep.seeds must be a non-empty list of integers >= 0, got {seeds!r}")
     check_early_stop(cfg["train"].get("early_stop"))
     rows = []
-    for tau in s["taus"]:
-        for seed in (seeds or [cfg.get("seed", 0)]):
+    # seed-major: an interrupted sweep has whole tau curves for its first seeds
+    for seed in (seeds or [cfg.get("seed", 0)]):
+        for tau in s["taus"]:
             c = copy.deepcopy(cfg)
             c["seed"] = seed
             c["train"].update(tau=tau, out=os.path.join(s["out"], "runs"))
@@ -196,10 +224,11 @@ def sweep(cfg, progress=True, log=print):
     os.makedirs(s["out"], exist_ok=True)
     with open(os.path.join(s["out"], "results.json"), "w") as f:
         json.dump({"config": cfg, "rows": rows}, f, indent=1)
-    table = sweep_table(rows, cfg["train"]["batch_size"])
+    split = rows[0].get("reported_split", "val") if rows else "val"
+    table = sweep_table(rows, cfg["train"]["batch_size"], split)
     with open(os.path.join(s["out"], "table.md"), "w") as f:
         f.write(table)
-    sweep_plot(rows, os.path.join(s["out"], "alignment_vs_tau.png"))
+    sweep_plot(rows, os.path.join(s["out"], "alignment_vs_tau.png"), split)
     return rows, table
 
 
@@ -220,15 +249,17 @@ def _cell(rows, key, scale=1.0, fmt="{:.1f}"):
     return fmt.format(m) if len(v) == 1 else f"{fmt.format(m)} ± {fmt.format(sd)}"
 
 
-def sweep_table(rows, batch_size):
-    lines = ["| τ | seeds | alignment (%) | ranking accuracy (%) | val NCE loss | epochs |",
+def sweep_table(rows, batch_size, split="val"):
+    name = {"val": "Validation split (image-wise).",
+            "test": "Test split (image-wise, images used neither for training nor for choosing the epoch)."}[split]
+    lines = [f"| τ | seeds | alignment (%) | ranking accuracy (%) | {split} NCE loss | epochs |",
              "|---:|---:|---:|---:|---:|---:|"]
     for tau, rs in _by_tau(rows).items():
         lines.append(f"| {tau:g} | {len(rs)} | {_cell(rs, 'alignment', 100)} | "
                      f"{_cell(rs, 'ranking_accuracy', 100)} | {_cell(rs, 'nce_loss', 1, '{:.3f}')} | "
                      f"{_cell(rs, 'epochs_trained', 1, '{:.0f}')} |")
     lines += ["", "Mean ± SD (ddof 1) over seeds where there are several. "
-              f"Validation split (image-wise). Alignment: mean over shuffled batches of {batch_size} of the share "
+              f"{name} Alignment: mean over shuffled batches of {batch_size} of the share "
               "of successful grasps whose energy is below every failed grasp of the batch. Ranking accuracy: share of "
               "all (success, failure) pairs ordered correctly by energy (ROC AUC of −E)."]
     return "\n".join(lines) + "\n"
@@ -243,7 +274,7 @@ def _plt():
     return plt
 
 
-def sweep_plot(rows, path):
+def sweep_plot(rows, path, split="val"):
     plt = _plt()
     fig, ax = plt.subplots(figsize=(5, 3.5), dpi=120)
     groups = _by_tau(rows)
@@ -253,7 +284,7 @@ def sweep_plot(rows, path):
         ax.errorbar(taus, [m for m, _ in stats], yerr=[sd for _, sd in stats], marker="o", capsize=3, label=label)
     ax.set_xscale("log")
     ax.set_xlabel("temperature τ")
-    ax.set_ylabel("validation (%)")
+    ax.set_ylabel({"val": "validation", "test": "test"}[split] + " (%)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()

@@ -278,22 +278,24 @@ def make_schedule(name, total, warmup, steps_per_epoch=1, decay=0.95):
 
 
 # ---------------------------------------------------------------- early stopping
-EARLY_STOP_KEYS = {"metric", "mode", "patience", "window", "min_delta", "min_epochs"}
+EARLY_STOP_KEYS = {"metric", "mode", "patience", "window", "min_delta", "min_epochs", "restore_best"}
+BEST = "best.pt"  # restore_best: the model at the best epoch of the rule, in the run folder
 
 
 def check_early_stop(spec, name="train.early_stop"):
     """The validated ``early_stop`` section as a dict with every key
     (``metric`` required; ``mode`` max, ``patience`` 10, ``window`` 1,
-    ``min_delta`` 0, ``min_epochs`` 0), or None when ``spec`` is None."""
+    ``min_delta`` 0, ``min_epochs`` 0, ``restore_best`` False), or None when
+    ``spec`` is None."""
     if spec is None:
         return None
     if not isinstance(spec, dict):
-        raise ValueError(f"{name} must be a mapping (metric, mode, patience, window, min_delta, min_epochs), "
+        raise ValueError(f"{name} must be a mapping (metric, mode, patience, window, min_delta, min_epochs, restore_best), "
                          f"got {spec!r}")
     unknown = set(spec) - EARLY_STOP_KEYS
     if unknown:
         raise ValueError(f"{name}: unknown key(s) {', '.join(sorted(unknown))} (known: {', '.join(sorted(EARLY_STOP_KEYS))})")
-    out = {"mode": "max", "patience": 10, "window": 1, "min_delta": 0.0, "min_epochs": 0, **spec}
+    out = {"mode": "max", "patience": 10, "window": 1, "min_delta": 0.0, "min_epochs": 0, "restore_best": False, **spec}
     if not isinstance(out.get("metric"), str) or not out["metric"]:
         raise ValueError(f"{name}.metric must name a key of the evaluation (e.g. alignment), got {out.get('metric')!r}")
     if out["mode"] not in ("max", "min"):
@@ -305,6 +307,8 @@ def check_early_stop(spec, name="train.early_stop"):
     v = out["min_delta"]
     if isinstance(v, bool) or not isinstance(v, (int, float)) or not (math.isfinite(v) and v >= 0):
         raise ValueError(f"{name}.min_delta must be a finite number >= 0, got {v!r}")
+    if not isinstance(out["restore_best"], bool):
+        raise ValueError(f"{name}.restore_best must be true or false, got {out['restore_best']!r}")
     return out
 
 
@@ -360,7 +364,11 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
             mapping, see :func:`early_stop_epoch`: training ends once
             ``eval_fn``'s ``metric`` has stopped improving; the decision and
             its numbers are written to ``run_dir/early_stop.json``, and a
-            resumed run that had stopped does not train further).
+            resumed run that had stopped does not train further; with
+            ``restore_best`` the model of the rule's best epoch, the last
+            epoch of the best moving-average window, is kept in
+            ``run_dir/best.pt`` and loaded into ``model`` when training ends,
+            early or at ``epochs``).
         param_groups: the optimiser's parameter groups (each with its ``lr``).
         make_optimizer: ``make_optimizer(param_groups) -> torch.optim.Optimizer``;
             default AdamW with ``cfg_stage["weight_decay"]``.
@@ -414,8 +422,10 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
     # stop_after_epochs: end this process early (a preemption), resume later
     stop = min(epochs, start_epoch + cfg_stage["stop_after_epochs"]) if cfg_stage.get("stop_after_epochs") else epochs
     history = logged_values(logger.path, f"val/{es['metric']}") if es is not None and rank == 0 else []
-    if rank == 0 and start_epoch == 0 and os.path.exists(os.path.join(run_dir, "early_stop.json")):
-        os.remove(os.path.join(run_dir, "early_stop.json"))  # a fresh run: an earlier run's decision is stale
+    if rank == 0 and start_epoch == 0:
+        for stale in ("early_stop.json", BEST):  # a fresh run: an earlier run's decision and best model are stale
+            if os.path.exists(os.path.join(run_dir, stale)):
+                os.remove(os.path.join(run_dir, stale))
 
     def should_stop():
         """Rank 0 decides (it alone evaluates); every rank gets the answer."""
@@ -433,7 +443,17 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
             flag = int(t.item())
         return bool(flag)
 
+    def restore_best():
+        if es is None or not es["restore_best"]:
+            return
+        if ddp:
+            barrier()  # rank 0 wrote best.pt
+        path = os.path.join(run_dir, BEST)
+        if os.path.exists(path):
+            model.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
+
     if es is not None and should_stop():  # a resumed run that had already stopped
+        restore_best()
         return step
     for epoch in range(start_epoch, stop):
         if sampler is not None:
@@ -464,14 +484,21 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
         if eval_fn and rank == 0:
             values.update({f"val/{k}": v for k, v in eval_fn().items()})
         logger.log(step, **values)
+        if es is not None and rank == 0:
+            if f"val/{es['metric']}" not in values:
+                raise ValueError(f"train.early_stop.metric {es['metric']!r} is not among the evaluation's keys "
+                                 f"({', '.join(sorted(k[4:] for k in values if k.startswith('val/')))})")
+            history.append(values[f"val/{es['metric']}"])
+            if es["restore_best"]:
+                _, best_epoch, best = early_stop_epoch(history, **es)
+                if best_epoch == epoch + 1:  # written before last.pt: a resumed run never lacks its best
+                    tmp = os.path.join(run_dir, BEST + ".tmp")
+                    torch.save({"model": model.state_dict(), "epoch": best_epoch, "smoothed": best,
+                                "metric": es["metric"]}, tmp)
+                    os.replace(tmp, os.path.join(run_dir, BEST))
         if rank == 0:
             save_checkpoint(ckpt, model, opt, sched, epoch + 1, step, g, device, generators)
-        if es is not None:
-            if rank == 0:
-                if f"val/{es['metric']}" not in values:
-                    raise ValueError(f"train.early_stop.metric {es['metric']!r} is not among the evaluation's keys "
-                                     f"({', '.join(sorted(k[4:] for k in values if k.startswith('val/')))})")
-                history.append(values[f"val/{es['metric']}"])
-            if should_stop():
-                break
+        if es is not None and should_stop():
+            break
+    restore_best()
     return step

@@ -78,6 +78,10 @@ def test_real_fixture_backprojection_mask_and_geometry(ann):
     np.testing.assert_allclose(box_in_table[:3, 3], [0, 0, 0.025], atol=1e-6)
     np.testing.assert_allclose(box_in_table[:3, :3], np.eye(3), atol=1e-6)
     assert ds.object_ids(100) == [3, 17]
+    # the public path of a frame's files: the layout's own path, written out here
+    for kind, ext in (("depth", "png"), ("label", "png"), ("meta", "mat")):
+        assert ds.frame_path(100, kind, ann, ext) == os.path.join(CAM, kind, f"{ann:04d}.{ext}")
+        assert os.path.exists(ds.frame_path(np.int64(100), kind, np.int64(ann), ext))
 
 
 def test_both_fixture_frames_see_the_same_world_points():

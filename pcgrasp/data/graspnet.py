@@ -183,8 +183,11 @@ class GraspNetScenes:
     def _cam_dir(self, scene_id):
         return os.path.join(self.root, "scenes", f"scene_{scene_id:04d}", self.camera)
 
-    def _path(self, scene_id, kind, ann_id, ext):
-        return os.path.join(self._cam_dir(scene_id), kind, f"{ann_id:04d}.{ext}")
+    def frame_path(self, scene_id, kind, ann_id, ext):
+        """The file of one frame in the GraspNet-1Billion layout:
+        ``<root>/scenes/scene_<id:04d>/<camera>/<kind>/<ann_id:04d>.<ext>``, e.g.
+        ``frame_path(0, "rgb", 3, "png")`` (whether it exists or not)."""
+        return os.path.join(self._cam_dir(int(scene_id)), kind, f"{int(ann_id):04d}.{ext}")
 
     def camera_poses(self, scene_id):
         """(cam0_wrt_table [4, 4], camera_poses [n_ann, 4, 4]) of a scene."""
@@ -232,9 +235,9 @@ class GraspNetScenes:
         if num_points is not None and not (isinstance(num_points, (int, np.integer)) and num_points >= 1):
             raise ValueError(f"num_points must be None or an integer >= 1, got {num_points!r}")
         T = self.camera_pose(scene_id, ann_id)
-        depth = read_png(self._path(scene_id, "depth", ann_id, "png"))
-        label = read_png(self._path(scene_id, "label", ann_id, "png"))
-        meta_path = self._path(scene_id, "meta", ann_id, "mat")
+        depth = read_png(self.frame_path(scene_id, "depth", ann_id, "png"))
+        label = read_png(self.frame_path(scene_id, "label", ann_id, "png"))
+        meta_path = self.frame_path(scene_id, "meta", ann_id, "mat")
         obj_ids, obj_poses, K, factor = read_meta(meta_path)
         if depth.ndim != 2 or label.shape != depth.shape:
             raise ValueError(f"scene {scene_id} ann {ann_id}: depth {depth.shape} and label {label.shape} must be "

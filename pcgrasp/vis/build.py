@@ -156,9 +156,9 @@ def scene_frame(root, scene_id, ann_id, camera="realsense"):
     if not 0 <= int(ann_id) < n:
         raise ValueError(f"annotation (frame) {ann_id} is out of range: scene {int(scene_id)} has frames 0-{n - 1}")
     f = ds.frame(int(scene_id), int(ann_id))
-    depth_path = ds._path(int(scene_id), "depth", int(ann_id), "png")
+    depth_path = ds.frame_path(int(scene_id), "depth", int(ann_id), "png")
     H, W = read_png(depth_path).shape[:2]
-    rgb_path = ds._path(int(scene_id), "rgb", int(ann_id), "png")
+    rgb_path = ds.frame_path(int(scene_id), "rgb", int(ann_id), "png")
     colors = None
     if os.path.exists(rgb_path):
         rgb = read_png(rgb_path)

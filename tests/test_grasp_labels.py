@@ -58,6 +58,39 @@ def test_rotation_matches_independent_construction(dtype):
         viewpoint_params_to_matrix(np.ones((2, 2)), 0.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_label_grasp_array_rows_match_a_per_grasp_construction(dtype):
+    from pcgrasp.labels.scene_labels import label_grasp_array
+
+    rng = np.random.default_rng(1)
+    n_pts, views = 7, np.array([0, 5, 150, 299])       # a view subset, as a label file may store
+    points = rng.normal(size=(n_pts, 3)).astype(dtype)
+    offsets = np.stack([rng.uniform(-np.pi, np.pi, (n_pts, 4, 12, 4)), rng.uniform(0.005, 0.04, (n_pts, 4, 12, 4)),
+                        rng.uniform(0.01, 0.1, (n_pts, 4, 12, 4))], -1).astype(dtype)
+    mask = rng.random((n_pts, 4, 12, 4)) < 0.05
+    mask[3, 2, 0, 0] = mask[3, 2, 0, 1] = True           # two grasps of one point and view
+    idx = np.nonzero(mask)
+    scores = rng.uniform(0.1, 1.0, len(idx[0]))
+    q = Rotation.random(random_state=2).as_matrix()
+    pose = np.eye(4)
+    pose[:3, :3], pose[:3, 3] = q, [0.1, -0.2, 0.5]
+    for T, obj in ((None, -1), (pose, 17)):
+        g = label_grasp_array(points, offsets, views, idx, scores, object_id=obj, pose=T)
+        assert g.shape == (len(scores), 17) and g.dtype == np.float64
+        for row, p, v, a, d, s in zip(g, *idx, scores):
+            angle, depth, width = offsets[p, v, a, d].astype(np.float64)
+            R = _independent_rotation(-generate_views(300)[views[v]], angle)
+            t = points[p].astype(np.float64)
+            if T is not None:
+                R, t = q @ R, q @ t + T[:3, 3]
+            np.testing.assert_allclose(row[:4], [s, width, 0.02, depth], rtol=1e-12)
+            np.testing.assert_allclose(row[4:13].reshape(3, 3), R, atol=1e-6)
+            np.testing.assert_allclose(row[13:16], t, atol=1e-6)
+            assert row[16] == obj
+    empty = label_grasp_array(points, offsets, views, np.nonzero(np.zeros_like(mask)), np.zeros(0))
+    assert empty.shape == (0, 17)
+
+
 def test_grid_rotations_approach_minus_view_and_angle_order():
     R = grasp_rotations()
     assert R.shape == (300, 12, 3, 3)

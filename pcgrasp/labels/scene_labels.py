@@ -25,6 +25,7 @@ import numpy as np
 import torch
 
 from ..geometry.collision import gripper_reach, model_free_collision, near_points
+from ..geometry.grasps import grasp_array
 from .grasp_labels import grasp_label_path, save_npz_atomic, surface_points
 from ..geometry.views import ANGLES, DEPTHS, NUM_VIEWS, generate_views, grasp_rotations, viewpoint_params_to_matrix
 
@@ -221,6 +222,23 @@ def write_scene_graspness(root, scene_id, camera="realsense", anns=None, overwri
     return written
 
 
+def label_grasp_array(points, offsets, views, index, scores, object_id=-1, pose=None, height=0.02):
+    """[n, 17] GraspGroup rows (``geometry.grasps.grasp_array``, float64) of the label grid's
+    grasps at ``index`` = (p, v, a, d), e.g. ``np.nonzero`` of a mask over [Np, V, A, D]: the
+    rotation of view ``views[v]`` (graspnetAPI's ``viewpoint_params_to_matrix`` of minus the
+    view) and in-plane angle ``offsets[..., 0]``, depth and width ``offsets[..., 1:3]``,
+    translation the label point ``points[p]``; ``scores`` [n] the first column. In the model
+    frame, or with ``pose`` [4, 4] (model -> camera) in the camera frame."""
+    p, v, a, d = (np.asarray(i) for i in index)
+    off = np.asarray(offsets)[p, v, a, d].astype(np.float64)
+    R = viewpoint_params_to_matrix(-generate_views(NUM_VIEWS)[np.asarray(views)[v]], off[:, 0]).reshape(-1, 3, 3)
+    t = np.asarray(points)[p].astype(np.float64)
+    if pose is not None:
+        T = np.asarray(pose, np.float64)
+        R, t = np.einsum("ij,njk->nik", T[:3, :3], R), t @ T[:3, :3].T + T[:3, 3]
+    return grasp_array(scores, off[:, 2], height, off[:, 1], R, t, object_id)
+
+
 def scene_label_grasps(root, scene_id, ann_id, camera="realsense", fric_thresh=0.4, max_grasps=None, seed=0):
     """The labelled grasps of a frame as an [N, 17] GraspGroup array in its
     camera frame (as graspnetAPI's ``loadGrasp``): every grasp with
@@ -239,14 +257,8 @@ def scene_label_grasps(root, scene_id, ann_id, camera="realsense", fric_thresh=0
             p, v, a, d = np.nonzero(ok)
             if len(p) == 0:
                 continue
-            T = pose_of[o]
-            off = offsets[p, v, a, d]
-            R = np.einsum("ij,njk->nik", T[:3, :3],
-                          viewpoint_params_to_matrix(-generate_views(NUM_VIEWS)[np.asarray(views)[v]], off[:, 0]))
-            t = points[p].astype(np.float64) @ T[:3, :3].T + T[:3, 3]
-            n = len(p)
-            rows.append(np.concatenate([(1.1 - scores[p, v, a, d])[:, None], off[:, 2:3], np.full((n, 1), 0.02),
-                                        off[:, 1:2], R.reshape(n, 9), t, np.full((n, 1), o)], 1))
+            rows.append(label_grasp_array(points, offsets, views, (p, v, a, d), 1.1 - scores[p, v, a, d],
+                                          object_id=o, pose=pose_of[o]))
     g = np.concatenate(rows) if rows else np.zeros((0, 17))
     if max_grasps is not None and len(g) > max_grasps:
         g = g[np.sort(np.random.default_rng(seed).choice(len(g), max_grasps, replace=False))]

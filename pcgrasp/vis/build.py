@@ -222,7 +222,8 @@ def label_grasps(labels, with_collision=False):
     [Np, V, A, D] (mu, -1 = none) and optionally views [V]) as (grasps [M, 17] in the model
     frame with column 0 = mu, mu [M], label point index [M]); collision-free ones only unless
     ``with_collision``."""
-    from ..geometry.views import NUM_VIEWS, generate_views, viewpoint_params_to_matrix
+    from ..geometry.views import NUM_VIEWS
+    from ..labels.scene_labels import label_grasp_array
 
     for k in ("points", "offsets", "collision", "scores"):
         if k not in labels:
@@ -239,13 +240,8 @@ def label_grasps(labels, with_collision=False):
     if not with_collision:
         ok &= ~coll
     p, v, a, d = np.nonzero(ok)
-    off = offsets[p, v, a, d].astype(np.float64)
-    R = viewpoint_params_to_matrix(-generate_views(NUM_VIEWS)[views[v]], off[:, 0]).reshape(-1, 3, 3)
     mu = scores[p, v, a, d].astype(np.float64)
-    n = len(p)
-    g = np.concatenate([mu[:, None], off[:, 2:3], np.full((n, 1), GRIPPER.height), off[:, 1:2], R.reshape(n, 9),
-                        pts[p], np.full((n, 1), -1.0)], 1)
-    return g, mu, p
+    return label_grasp_array(pts, offsets, views, (p, v, a, d), mu, height=GRIPPER.height), mu, p
 
 
 def object_labels_picture(path, top_k=100, max_friction=None, with_collision=False, cmap="viridis_r", mesh=True,

@@ -1,0 +1,57 @@
+"""The frozen probe of one finished pretraining, read three ways: which encoder (the context
+encoder that `pcgrasp pretrain` probes and exports, the EMA target encoder that I-JEPA
+evaluates, a random one seeded as the probe's) and which pooling (the probe's mean + max over
+tokens, or the mean alone). Same 600 held-out shapes, same probes (pcgrasp.eval.probe).
+
+    python results/jepa_targets/probe_variants.py RUN_DIR SEED [key=value ...]   # >> probe_variants.txt
+
+RUN_DIR is a `pcgrasp pretrain --config study_small` output (last.pt, log.csv); the overrides
+are the run's own, so that the model is built as it was trained.
+"""
+import os
+import sys
+
+import numpy as np
+import torch
+
+from pcgrasp.cli.common import config_path
+from pcgrasp.data.procedural import ProceduralShapes
+from pcgrasp.eval.probe import elongation, probe_report
+from pcgrasp.models.jepa import PointEncoder
+from pcgrasp.train.config import load_config
+from pcgrasp.train.jepa import build_jepa, encoder_kwargs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+@torch.no_grad()
+def pooled(encoder, clouds):
+    encoder.eval()
+    toks = torch.cat([encoder(clouds[i:i + 64])[1] for i in range(0, len(clouds), 64)]).double()
+    return {"mean+max": torch.cat([toks.mean(1), toks.amax(1)], -1).numpy(), "mean": toks.mean(1).numpy()}
+
+
+def main(run, seed, *overrides):
+    seed = int(seed)
+    cfg = load_config(config_path("study_small"), [f"seed={seed}", *overrides])
+    n = int(cfg["probe"]["shapes"])
+    ds = ProceduralShapes(n, cfg["data"]["points"], seed, start=10_000_000)  # the probe's shapes
+    clouds = torch.stack([ds[i] for i in range(n)])
+    prop = np.array([elongation(c.numpy()) for c in clouds])
+    model = build_jepa(cfg)
+    model.load_state_dict(torch.load(os.path.join(run, "last.pt"), map_location="cpu", weights_only=False)["model"])
+    torch.manual_seed(seed)
+    rand = PointEncoder(**encoder_kwargs(cfg["model"]))
+    lines = []
+    for name, enc in (("context", model.context), ("target", model.target), ("random", rand)):
+        for pool, x in pooled(enc, clouds).items():
+            r = probe_report(x, ds.labels, prop, seed)
+            lines.append(f"{os.path.basename(run.rstrip('/')):<22} {name:<8} {pool:<9} knn {r['knn_acc']:.3f} "
+                         f"linear {r['linear_acc']:.3f} elong_r2 {r['property_r2']:.3f}")
+    with open(os.path.join(HERE, "probe_variants.txt"), "a") as f:
+        f.write("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main(*sys.argv[1:])

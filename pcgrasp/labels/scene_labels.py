@@ -26,6 +26,7 @@ import torch
 
 from ..geometry.collision import gripper_reach, model_free_collision, near_points
 from ..geometry.grasps import grasp_array
+from ..geometry.gripper import GRIPPER
 from .grasp_labels import grasp_label_path, save_npz_atomic, surface_points
 from ..geometry.views import ANGLES, DEPTHS, NUM_VIEWS, generate_views, grasp_rotations, viewpoint_params_to_matrix
 
@@ -222,13 +223,14 @@ def write_scene_graspness(root, scene_id, camera="realsense", anns=None, overwri
     return written
 
 
-def label_grasp_array(points, offsets, views, index, scores, object_id=-1, pose=None, height=0.02):
+def label_grasp_array(points, offsets, views, index, scores, object_id=-1, pose=None, height=GRIPPER.height):
     """[n, 17] GraspGroup rows (``geometry.grasps.grasp_array``, float64) of the label grid's
     grasps at ``index`` = (p, v, a, d), e.g. ``np.nonzero`` of a mask over [Np, V, A, D]: the
     rotation of view ``views[v]`` (graspnetAPI's ``viewpoint_params_to_matrix`` of minus the
     view) and in-plane angle ``offsets[..., 0]``, depth and width ``offsets[..., 1:3]``,
-    translation the label point ``points[p]``; ``scores`` [n] the first column. In the model
-    frame, or with ``pose`` [4, 4] (model -> camera) in the camera frame."""
+    translation the label point ``points[p]``, height the gripper's (0.02 m, graspnetAPI's);
+    ``scores`` [n] the first column. In the model frame, or with ``pose`` [4, 4]
+    (model -> camera) in the camera frame."""
     p, v, a, d = (np.asarray(i) for i in index)
     off = np.asarray(offsets)[p, v, a, d].astype(np.float64)
     R = viewpoint_params_to_matrix(-generate_views(NUM_VIEWS)[np.asarray(views)[v]], off[:, 0]).reshape(-1, 3, 3)

@@ -241,7 +241,7 @@ def label_grasps(labels, with_collision=False):
         ok &= ~coll
     p, v, a, d = np.nonzero(ok)
     mu = scores[p, v, a, d].astype(np.float64)
-    return label_grasp_array(pts, offsets, views, (p, v, a, d), mu, height=GRIPPER.height), mu, p
+    return label_grasp_array(pts, offsets, views, (p, v, a, d), mu), mu, p
 
 
 def object_labels_picture(path, top_k=100, max_friction=None, with_collision=False, cmap="viridis_r", mesh=True,

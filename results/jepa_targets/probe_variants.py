@@ -19,16 +19,15 @@ from pcgrasp.data.procedural import ProceduralShapes
 from pcgrasp.eval.probe import elongation, probe_report
 from pcgrasp.models.jepa import PointEncoder
 from pcgrasp.train.config import load_config
-from pcgrasp.train.jepa import build_jepa, encoder_kwargs
+from pcgrasp.train.jepa import build_jepa, encoder_features, encoder_kwargs
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
 @torch.no_grad()
 def pooled(encoder, clouds):
-    encoder.eval()
-    toks = torch.cat([encoder(clouds[i:i + 64])[1] for i in range(0, len(clouds), 64)]).double()
-    return {"mean+max": torch.cat([toks.mean(1), toks.amax(1)], -1).numpy(), "mean": toks.mean(1).numpy()}
+    x = encoder_features(encoder, clouds, "cpu")  # the probe's own features: [mean, max] over tokens
+    return {"mean+max": x, "mean": x[:, :encoder.dim]}
 
 
 def main(run, seed, *overrides):

@@ -71,18 +71,22 @@ def test_resume_continues_the_same_run(tmp_path):
 
 
 @needs_trimesh
-@pytest.mark.parametrize("augment", [False, True])
+@pytest.mark.parametrize("augment", [False, "augment", "target_view", "canonical"])
 def test_pretrain_resume_continues_the_same_masks(tmp_path, augment):
-    """Point-JEPA draws its block masks (and, with ``pretrain.augment``, its augmentations) from its
-    own generators: a resumed pretraining must draw what the uninterrupted one drew (the
-    generators' states are in the checkpoint)."""
+    """Point-JEPA draws its block masks (and, with ``pretrain.augment`` / ``pretrain.target_view``, its
+    augmentations / target views) from its own generators: a resumed pretraining must draw what the
+    uninterrupted one drew (the generators' states are in the checkpoint). Each option changes what
+    is learned (``pretrain.canonical`` too)."""
     from pcgrasp.train.jepa import pretrain
 
-    aug = {"pretrain.augment.scale": "[0.8,1.25]", "pretrain.augment.translate": 0.01,
-           "pretrain.augment.rotate": "so3"} if augment else {}
+    aug = {f"pretrain.{augment}.scale": "[0.8,1.25]", f"pretrain.{augment}.translate": 0.01,
+           f"pretrain.{augment}.rotate": "so3"} if augment else {}
+    plain = {f"pretrain.{augment}": "null"}
+    if augment == "canonical":  # pretraining clouds in their principal-axis frame (no generator of its own)
+        aug, plain = {"pretrain.canonical": "pose+size"}, {"pretrain.canonical": "none"}
     runs = (("a", [dict()]), ("b", [{"pretrain.stop_after_epochs": 1}, dict()]))
     outs = {}
-    for name, stages in runs + ((("plain", [{"pretrain.augment": "null"}]),) if augment else ()):
+    for name, stages in runs + ((("plain", [plain]),) if augment else ()):
         for i, extra in enumerate(stages):
             cfg = tiny_cfg(tmp_path, **{"pretrain.epochs": 3, "pretrain.out": f"{tmp_path}/pre_{name}",
                                         "probe.shapes": 0, **aug, **extra})
@@ -91,7 +95,7 @@ def test_pretrain_resume_continues_the_same_masks(tmp_path, augment):
     assert read_log(tmp_path / "pre_b")[-1]["epoch"] == "3"
     for k in outs["a"]:
         torch.testing.assert_close(outs["a"][k], outs["b"][k], rtol=0, atol=0, msg=k)
-    if augment:  # the augmentation changed what was learned
+    if augment:  # the augmentation / the target view changed what was learned
         assert any(not torch.equal(outs["a"][k], outs["plain"][k]) for k in outs["a"])
 
 

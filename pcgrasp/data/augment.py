@@ -12,7 +12,7 @@ import math
 
 import torch
 
-__all__ = ["CloudAugmentation", "apply_augmentation"]
+__all__ = ["CloudAugmentation", "apply_augmentation", "canonical_pose", "CANONICAL"]
 
 ROTATIONS = ("none", "z", "so3")
 
@@ -20,6 +20,36 @@ ROTATIONS = ("none", "z", "so3")
 def apply_augmentation(points, R, s, t):
     """points [B, N, 3] -> s[b] * (R[b] @ p) + t[b]; R [B, 3, 3], s [B, 3], t [B, 3]."""
     return (points @ R.transpose(1, 2)) * s[:, None, :] + t[:, None, :]
+
+
+CANONICAL = ("none", "pose", "pose+size")
+
+
+def canonical_pose(points, size=None):
+    """Each cloud of ``points`` [B, N, 3] in its principal-axis frame: centred
+    on its mean, rotated so that its variance along x >= y >= z, each axis's
+    sign chosen so that the third moment along it is >= 0 (the frame is then
+    the same for any rotation or reflection of the cloud, barring equal
+    variances or zero third moments); with ``size`` (> 0) also scaled to an
+    RMS distance of ``size`` from the centre. Computed in float64, returned
+    in the input's dtype."""
+    if not isinstance(points, torch.Tensor) or points.dim() != 3 or points.shape[-1] != 3 or points.shape[1] < 1:
+        raise ValueError("points must be a [B, N, 3] tensor with N >= 1, got "
+                         f"{tuple(points.shape) if isinstance(points, torch.Tensor) else type(points).__name__}")
+    if size is not None and (isinstance(size, bool) or not isinstance(size, (int, float))
+                             or not (math.isfinite(size) and size > 0)):
+        raise ValueError(f"size must be a finite number > 0 or None, got {size!r}")
+    x = points.double()
+    x = x - x.mean(1, keepdim=True)
+    cov = x.transpose(1, 2) @ x / x.shape[1]
+    _, vec = torch.linalg.eigh(cov)  # ascending eigenvalues
+    y = x @ vec.flip(-1)
+    sign = torch.where((y ** 3).sum(1, keepdim=True) < 0, -1.0, 1.0).to(y)
+    y = y * sign
+    if size is not None:
+        rms = (y ** 2).sum(-1).mean(1, keepdim=True).sqrt()[..., None]
+        y = y * (size / rms.clamp_min(1e-300))
+    return y.to(points.dtype)
 
 
 class CloudAugmentation:

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..data.augment import apply_augmentation
 from .tokenizer import PatchTokenizer
 from .transformer import TransformerEncoder, positional_mlp
 
@@ -34,13 +35,37 @@ class PointEncoder(nn.Module):
         (before the final norm) as a list."""
         return self.encoder(tokens + self.pos(centres), return_blocks=return_blocks)
 
-    def tokenize(self, points):
-        """(centres, tokens) of the scaled points."""
-        return self.tokenizer(points * self.input_scale if self.input_scale != 1.0 else points)
+    def tokenize(self, points, view=None):
+        """(centres, tokens) of the scaled points. ``view`` = (R [B, 3, 3],
+        s [B, 3], t [B, 3]) tokenizes the view p -> s * (R p) + t of each
+        cloud (``data.augment.apply_augmentation``, in the points' units)
+        with the patches grouped on ``points``: patch g of the view holds the
+        images of patch g's points, whatever the map does to distances."""
+        x = points * self.input_scale if self.input_scale != 1.0 else points
+        if view is None:
+            return self.tokenizer(x)
+        R, s, t = (v.to(device=points.device, dtype=points.dtype) for v in view)
+        centres, rel = self.tokenizer.group(x)
+        B, G, k, _ = rel.shape
+        centres = apply_augmentation(centres, R, s, t * self.input_scale)
+        rel = apply_augmentation(rel.reshape(B, G * k, 3), R, s, torch.zeros_like(t)).reshape(B, G, k, 3)
+        return self.tokenizer.embed(centres, rel)
 
     def forward(self, points):
         centres, tokens = self.tokenize(points)
         return centres, self.encode_tokens(tokens, centres)
+
+
+def check_masking(n_targets, target_ratio, context_ratio, name="pretrain.masking"):
+    """ValueError naming the key unless n_targets is an integer >= 1 and each
+    ratio is [lo, hi] with 0 < lo <= hi <= 1."""
+    if isinstance(n_targets, bool) or not isinstance(n_targets, int) or n_targets < 1:
+        raise ValueError(f"{name}.n_targets must be an integer >= 1, got {n_targets!r}")
+    for key, r in (("target_ratio", target_ratio), ("context_ratio", context_ratio)):
+        ok = (isinstance(r, (list, tuple)) and len(r) == 2
+              and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r))
+        if not ok or not 0 < r[0] <= r[1] <= 1:
+            raise ValueError(f"{name}.{key} must be [lo, hi] with 0 < lo <= hi <= 1, got {r!r}")
 
 
 def sample_blocks(G, generator=None, n_targets=4, target_ratio=(0.15, 0.2), context_ratio=(0.40, 0.75)):
@@ -111,14 +136,17 @@ def ema_update(target, online, tau):
 class PointJEPA(nn.Module):
     def __init__(self, dim=384, depth=12, heads=6, pred_dim=192, pred_depth=6, pred_heads=6, centers=64,
                  group_size=32, grouping="knn", radius=0.05, n_targets=4, token_width=128, input_scale=1.0,
-                 target_norm="token_ln", target_layers=1):
+                 target_norm="token_ln", target_layers=1, target_ratio=(0.15, 0.2), context_ratio=(0.40, 0.75)):
         """``target_norm`` (see ``normalise_targets``) and ``target_layers``
         (k) set the regression targets: the mean over the target encoder's
         last k blocks of each block's normalised output, where the last
         block's output is the encoder's (after its final LayerNorm) and earlier
         blocks' are their residual streams. The defaults (``token_ln``, 1) are
-        the layer-normed last output."""
+        the layer-normed last output. ``n_targets``, ``target_ratio`` and
+        ``context_ratio`` set the block masking (``sample_blocks``; the
+        defaults are Point-JEPA's)."""
         super().__init__()
+        check_masking(n_targets, target_ratio, context_ratio, "masking")
         normalise_targets(torch.zeros(1, 2, 2), target_norm)  # validates the name
         if not (isinstance(target_layers, int) and 1 <= target_layers <= depth):
             raise ValueError(f"target_layers must be an integer in [1, depth={depth}], got {target_layers!r}")
@@ -128,7 +156,7 @@ class PointJEPA(nn.Module):
         self.target = copy.deepcopy(self.context)
         for p in self.target.parameters():
             p.requires_grad_(False)
-        self.n_targets = n_targets
+        self.n_targets, self.target_ratio, self.context_ratio = n_targets, tuple(target_ratio), tuple(context_ratio)
         self.to_pred = nn.Linear(dim, pred_dim)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, pred_dim))
         nn.init.trunc_normal_(self.mask_token, std=0.02)
@@ -136,12 +164,16 @@ class PointJEPA(nn.Module):
         self.predictor = TransformerEncoder(pred_dim, pred_depth, pred_heads)
         self.from_pred = nn.Linear(pred_dim, dim)
 
-    def forward(self, points, generator=None):
-        """Returns the SmoothL1 (beta = 2) JEPA loss for a batch of clouds."""
+    def forward(self, points, generator=None, target_view=None):
+        """Returns the SmoothL1 (beta = 2) JEPA loss for a batch of clouds.
+        ``target_view`` (R, s, t) computes the targets on that view of each
+        cloud (``targets``), patch for patch, while the context encoder and
+        the predictor's positions see the cloud as given: a two-view target
+        that asks the features to be invariant to the view's transform."""
         centres, tokens = self.context.tokenize(points)  # ordered by the sequencer
         B, G, _ = tokens.shape
-        tgt = self.targets(points)
-        targets, ctx = sample_blocks(G, generator, self.n_targets)
+        tgt = self.targets(points, target_view)
+        targets, ctx = sample_blocks(G, generator, self.n_targets, self.target_ratio, self.context_ratio)
         ctx = ctx.to(points.device)
         z = self.context.encode_tokens(tokens[:, ctx], centres[:, ctx])  # [B, Nc, dim]
         zc = self.to_pred(z) + self.pred_pos(centres[:, ctx])
@@ -154,9 +186,10 @@ class PointJEPA(nn.Module):
         return loss / len(targets)
 
     @torch.no_grad()
-    def targets(self, points):
-        """[B, G, dim] regression targets of every patch (see ``__init__``)."""
-        centres, tokens = self.target.tokenize(points)
+    def targets(self, points, view=None):
+        """[B, G, dim] regression targets of every patch (see ``__init__``),
+        of ``view`` (R, s, t) of the clouds when given (``PointEncoder.tokenize``)."""
+        centres, tokens = self.target.tokenize(points, view)
         out, blocks = self.target.encode_tokens(tokens, centres, return_blocks=True)
         layers = blocks[len(blocks) - self.target_layers:-1] + [out]
         tgt = normalise_targets(layers[0], self.target_norm)
@@ -168,5 +201,5 @@ class PointJEPA(nn.Module):
         ema_update(self.target, self.context, tau)
 
 
-__all__ = ["PointEncoder", "PointJEPA", "sample_blocks", "ema_update", "ema_momentum", "normalise_targets",
+__all__ = ["PointEncoder", "PointJEPA", "sample_blocks", "check_masking", "ema_update", "ema_momentum", "normalise_targets",
            "TARGET_NORMS"]

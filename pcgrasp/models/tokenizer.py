@@ -48,7 +48,12 @@ class PatchTokenizer(nn.Module):
         return centres, rel
 
     def forward(self, points):
-        centres, rel = self.group(points)
+        return self.embed(*self.group(points))
+
+    def embed(self, centres, rel):
+        """(centres, tokens) of grouped patches: ``centres`` [B, G, 3] and
+        ``rel`` [B, G, k, 3], the patch points relative to their centre, as
+        ``group`` returns them (``forward`` = ``embed(*group(points))``)."""
         f = self.first(rel)  # [B, G, k, 256]
         g = f.amax(2, keepdim=True).expand_as(f)
         tokens = self.second(torch.cat([f, g], -1)).amax(2)

@@ -8,13 +8,14 @@ import numpy as np
 import torch
 
 from ..data import GraspDataset, ShapeNetPointClouds, generate_dataset, load_manifest, make_splits
-from ..data.augment import CloudAugmentation
+from ..data.augment import CANONICAL, CloudAugmentation, canonical_pose
 from ..data.grasps import load_recordings
 from ..data.procedural import ProceduralShapes
 from ..data.synthetic.grasps import SYNSETS
 from ..eval.probe import elongation, probe_report
 from ..metrics import grasp_joint_metrics
 from ..models import GraspModel, PointEncoder, PointJEPA, ema_momentum
+from ..models.jepa import check_masking
 from .engine import fit, pick_device, seed_everything, world
 
 
@@ -38,14 +39,65 @@ def ensure_data(cfg):
             heldout_category=SYNSETS.get(held, held))
 
 
+MASKING_KEYS = ("n_targets", "target_ratio", "context_ratio")
+CANONICAL_RMS = 0.05  # metres: the RMS radius pose+size-normalised clouds are scaled to
+
+
+def canonicaliser(cfg):
+    """``pretrain.canonical`` (``none``, absent = none; ``pose``; ``pose+size``)
+    as a function of a [B, N, 3] batch (``data.augment.canonical_pose``; size
+    ``CANONICAL_RMS``), or None for ``none``. A diagnostic: pretraining and
+    probe clouds are put in their principal-axis frame, so pose (and size)
+    no longer vary between them; fine-tuning's clouds are not."""
+    c = cfg.get("pretrain", {}).get("canonical", "none")
+    if c not in CANONICAL:
+        raise ValueError(f"pretrain.canonical must be one of {', '.join(CANONICAL)}, got {c!r}")
+    if c == "none":
+        return None
+    size = CANONICAL_RMS if c == "pose+size" else None
+    return lambda pts: canonical_pose(pts, size)
+
+
+def probe_clouds(cfg, n):
+    """The ``n`` held-out procedural shapes the probes read (indices from
+    10,000,000, beyond any pretraining one), put in the ``pretrain.canonical``
+    frame: (ProceduralShapes, clouds [n, points, 3])."""
+    d, seed = cfg["data"], cfg.get("seed", 0)
+    ds = ProceduralShapes(n, d["points"], seed, start=10_000_000)
+    clouds = torch.stack([ds[i] for i in range(n)])
+    canon = canonicaliser(cfg)
+    return ds, (canon(clouds) if canon is not None else clouds)
+
+
+def masking_kwargs(p):
+    """The ``pretrain.masking`` section ({n_targets, target_ratio,
+    context_ratio}, each optional; absent = Point-JEPA's 4, [0.15, 0.2],
+    [0.4, 0.75]) as PointJEPA keyword arguments; a bad section raises
+    ``ValueError`` naming the key."""
+    sec = p.get("masking")
+    if sec is None:
+        return {}
+    if not isinstance(sec, dict):
+        raise ValueError(f"pretrain.masking must be a mapping with keys {', '.join(MASKING_KEYS)}; got {sec!r}")
+    unknown = set(sec) - set(MASKING_KEYS)
+    if unknown:
+        raise ValueError(f"pretrain.masking: unknown key(s) {', '.join(sorted(unknown))} "
+                         f"(known: {', '.join(MASKING_KEYS)})")
+    kw = dict(n_targets=4, target_ratio=(0.15, 0.2), context_ratio=(0.40, 0.75))
+    kw.update(sec)
+    check_masking(kw["n_targets"], kw["target_ratio"], kw["context_ratio"], "pretrain.masking")
+    return kw
+
+
 def build_jepa(cfg):
     """PointJEPA of ``cfg["model"]``, its targets set by ``pretrain.target_norm``
     and ``pretrain.target_layers`` (``token_ln`` and 1 when absent, the
-    behaviour of configs written before these keys existed)."""
+    behaviour of configs written before these keys existed) and its block
+    masking by ``pretrain.masking`` (``masking_kwargs``)."""
     m, p = cfg["model"], cfg.get("pretrain", {})
     return PointJEPA(pred_dim=m["pred_dim"], pred_depth=m["pred_depth"], pred_heads=m["pred_heads"],
                      target_norm=p.get("target_norm", "token_ln"), target_layers=p.get("target_layers", 1),
-                     **encoder_kwargs(m))
+                     **masking_kwargs(p), **encoder_kwargs(m))
 
 
 # ---------------------------------------------------------------- stages
@@ -53,8 +105,14 @@ def pretrain(cfg, resume=False, progress=True):
     """Point-JEPA pretraining; writes <pretrain.out>/encoder.pt (context encoder only).
     ``pretrain.augment`` ({scale: [lo, hi], translate: t, rotate: none|z|so3},
     ``data.augment.CloudAugmentation``; absent = none) augments every
-    pretraining cloud afresh each step."""
+    pretraining cloud afresh each step. ``pretrain.target_view`` (the same
+    keys) computes the targets on a second, independently drawn view of each
+    augmented cloud (``PointJEPA.forward``'s ``target_view``; absent = the
+    same view, Point-JEPA's)."""
     aug = CloudAugmentation.from_config(cfg.get("pretrain", {}).get("augment"))  # None: clouds as generated
+    tview = CloudAugmentation.from_config(cfg.get("pretrain", {}).get("target_view"), "pretrain.target_view")
+    canon = canonicaliser(cfg)
+    build_jepa(cfg)  # a bad model / target / masking setting fails here, before any data are made
     seed_everything(cfg.get("seed", 0))
     ensure_data(cfg)
     device = pick_device(cfg.get("device", "auto"))
@@ -65,12 +123,17 @@ def pretrain(cfg, resume=False, progress=True):
     gen = torch.Generator().manual_seed(cfg.get("seed", 0))
     lo, hi = p.get("ema", [0.9995, 0.99999])
     aug_gen = torch.Generator().manual_seed(cfg.get("seed", 0) + 7919)
-    generators = {"masks": gen, **({"augment": aug_gen} if aug is not None else {})}
+    view_gen = torch.Generator().manual_seed(cfg.get("seed", 0) + 104729)
+    generators = {"masks": gen, **({"augment": aug_gen} if aug is not None else {}),
+                  **({"target_view": view_gen} if tview is not None else {})}
 
     def loss_fn(net, pts):
+        if canon is not None:
+            pts = canon(pts)
         if aug is not None:
             pts = aug(pts, aug_gen)  # both the context and the target see the same augmented cloud
-        return net(pts, gen)
+        view = tview.draw(pts.shape[0], view_gen, pts.dtype) if tview is not None else None
+        return net(pts, gen, target_view=view)
 
     def after(step, total):
         model.update_target(ema_momentum(step, total, lo, hi))
@@ -133,11 +196,11 @@ def probe_encoders(cfg, jepa_state, device):
     """Frozen-feature probes (``pcgrasp.eval.probe``) of the JEPA encoder and of
     a random initialisation (seeded like fine-tuning's scratch models) on
     ``probe.shapes`` procedural shapes disjoint from the pretraining ones:
-    category kNN / linear accuracy and R^2 of the cloud's elongation."""
-    d, seed = cfg["data"], cfg.get("seed", 0)
+    category kNN / linear accuracy and R^2 of the cloud's elongation. The
+    clouds are in the ``pretrain.canonical`` frame (``probe_clouds``)."""
+    seed = cfg.get("seed", 0)
     n = int(cfg["probe"]["shapes"])
-    ds = ProceduralShapes(n, d["points"], seed, start=10_000_000)  # beyond any pretraining index
-    clouds = torch.stack([ds[i] for i in range(n)])
+    ds, clouds = probe_clouds(cfg, n)
     prop = np.array([elongation(c.numpy()) for c in clouds])
     encoders = {}
     for init in ("jepa", "random"):
@@ -169,10 +232,8 @@ def target_stats(model, init_state, cfg, device, n=128):
     original target, whatever ``target_norm`` is) and ``target_drift`` /
     ``context_drift`` (how far the target / context encoder moved from the
     initialisation: ||theta - theta_0|| / ||theta_0||)."""
-    d, seed = cfg["data"], cfg.get("seed", 0)
     n = min(n, int(cfg.get("probe", {}).get("shapes", n)) or n)
-    ds = ProceduralShapes(n, d["points"], seed, start=10_000_000)
-    clouds = torch.stack([ds[i] for i in range(n)]).to(device)
+    clouds = probe_clouds(cfg, n)[1].to(device)
     model.eval().to(device)
     tgt = torch.cat([model.targets(clouds[i:i + 64]) for i in range(0, n, 64)]).float().cpu()
     ln = torch.cat([torch.nn.functional.layer_norm(model.target(clouds[i:i + 64])[1], (model.target.dim,))

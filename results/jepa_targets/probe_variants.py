@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from pcgrasp.cli.common import config_path
-from pcgrasp.data.procedural import ProceduralShapes
 from pcgrasp.eval.probe import elongation, probe_report
 from pcgrasp.models.jepa import PointEncoder
 from pcgrasp.train.config import load_config
-from pcgrasp.train.jepa import build_jepa, encoder_features, encoder_kwargs
+from pcgrasp.train.jepa import build_jepa, encoder_features, encoder_kwargs, probe_clouds
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -30,26 +29,36 @@ def pooled(encoder, clouds):
     return {"mean+max": x, "mean": x[:, :encoder.dim]}
 
 
-def main(run, seed, *overrides):
-    seed = int(seed)
+def load_run(run, seed, overrides):
+    """(cfg, the probe's shapes, their clouds in the run's frame, elongations, the trained PointJEPA,
+    the random encoder of the seed) of a finished `pcgrasp pretrain --config study_small` run."""
     cfg = load_config(config_path("study_small"), [f"seed={seed}", *overrides])
-    n = int(cfg["probe"]["shapes"])
-    ds = ProceduralShapes(n, cfg["data"]["points"], seed, start=10_000_000)  # the probe's shapes
-    clouds = torch.stack([ds[i] for i in range(n)])
+    ds, clouds = probe_clouds(cfg, int(cfg["probe"]["shapes"]))
     prop = np.array([elongation(c.numpy()) for c in clouds])
     model = build_jepa(cfg)
     model.load_state_dict(torch.load(os.path.join(run, "last.pt"), map_location="cpu", weights_only=False)["model"])
     torch.manual_seed(seed)
-    rand = PointEncoder(**encoder_kwargs(cfg["model"]))
+    return cfg, ds, clouds, prop, model, PointEncoder(**encoder_kwargs(cfg["model"]))
+
+
+def write(name, run, rows, ds, prop, seed):
+    """Probes each (labels, features) of ``rows``; prints and appends one line each to ``name``."""
     lines = []
-    for name, enc in (("context", model.context), ("target", model.target), ("random", rand)):
-        for pool, x in pooled(enc, clouds).items():
-            r = probe_report(x, ds.labels, prop, seed)
-            lines.append(f"{os.path.basename(run.rstrip('/')):<22} {name:<8} {pool:<9} knn {r['knn_acc']:.3f} "
-                         f"linear {r['linear_acc']:.3f} elong_r2 {r['property_r2']:.3f}")
-    with open(os.path.join(HERE, "probe_variants.txt"), "a") as f:
+    for labels, x in rows:
+        r = probe_report(x, ds.labels, prop, seed)
+        lines.append(f"{os.path.basename(run.rstrip('/')):<22} " + " ".join(f"{a:<8}" for a in labels)
+                     + f" knn {r['knn_acc']:.3f} linear {r['linear_acc']:.3f} elong_r2 {r['property_r2']:.3f}")
+    with open(os.path.join(HERE, name), "a") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
+
+
+def main(run, seed, *overrides):
+    seed = int(seed)
+    _, ds, clouds, prop, model, rand = load_run(run, seed, overrides)
+    rows = [((name, pool), x) for name, enc in (("context", model.context), ("target", model.target), ("random", rand))
+            for pool, x in pooled(enc, clouds).items()]
+    write("probe_variants.txt", run, rows, ds, prop, seed)
 
 
 if __name__ == "__main__":

@@ -28,13 +28,24 @@ by = {}
 for r in rows:
     by.setdefault(r["variant"], {})[r["seed"]] = r  # a rerun of (variant, seed) replaces the earlier row
 fmt = lambda v: f"{statistics.mean(v):+.3f} [{min(v):+.3f}, {max(v):+.3f}]" if len(v) > 1 else f"{v[0]:+.3f}"
+
+
+def frame(r):
+    """The probe clouds' frame: pretrain.canonical puts them (and the pretraining clouds) in their
+    principal-axis frame, where the random encoder reads other numbers."""
+    over = r["overrides"].split()
+    return next((o.split("=", 1)[1] for o in over if o.startswith("pretrain.canonical=")), "as generated")
+
+
 rand = {}
 for name, runs in by.items():
     d = {m: [float(r[f"{m}_jepa"]) - float(r[f"{m}_random"]) for r in runs.values()] for m in ("knn", "linear", "r2")}
     print(f"| {name} | {','.join(sorted(runs))} | {fmt(d['knn'])} | {fmt(d['linear'])} | {fmt(d['r2'])} |")
     for s, r in runs.items():
-        rand[s] = r
-if len(rand) > 1:
-    v = {m: [float(r[f"{m}_random"]) for r in rand.values()] for m in ("knn", "linear", "r2")}
-    print(f"| random encoder itself | {','.join(sorted(rand))} | " + " | ".join(
-        f"{min(v[m]):.3f} – {max(v[m]):.3f}" for m in ("knn", "linear", "r2")) + " |")
+        rand.setdefault(frame(r), {})[s] = r
+for fr, runs in rand.items():
+    if len(runs) > 1:
+        v = {m: [float(r[f"{m}_random"]) for r in runs.values()] for m in ("knn", "linear", "r2")}
+        label = "random encoder itself" + ("" if fr == "as generated" else f" (probe clouds: {fr} frame)")
+        print(f"| {label} | {','.join(sorted(runs))} | " + " | ".join(
+            f"{min(v[m]):.3f} – {max(v[m]):.3f}" for m in ("knn", "linear", "r2")) + " |")

@@ -108,7 +108,9 @@ def pretrain(cfg, resume=False, progress=True):
     pretraining cloud afresh each step. ``pretrain.target_view`` (the same
     keys) computes the targets on a second, independently drawn view of each
     augmented cloud (``PointJEPA.forward``'s ``target_view``; absent = the
-    same view, Point-JEPA's)."""
+    same view, Point-JEPA's). ``pretrain.masking`` sets the block masking
+    (``masking_kwargs``) and ``pretrain.canonical`` puts the pretraining and
+    probe clouds in their principal-axis frame first (``canonicaliser``)."""
     aug = CloudAugmentation.from_config(cfg.get("pretrain", {}).get("augment"))  # None: clouds as generated
     tview = CloudAugmentation.from_config(cfg.get("pretrain", {}).get("target_view"), "pretrain.target_view")
     canon = canonicaliser(cfg)

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from conftest import needs_trimesh
 from pcgrasp.cli.common import config_path
 from pcgrasp.data.augment import CloudAugmentation, apply_augmentation
 from pcgrasp.train.config import load_config
@@ -152,6 +153,7 @@ def test_canonical_pose_refuses_bad_input(args, key):
         canonical_pose(*args)
 
 
+@needs_trimesh  # the probe's procedural shapes are trimesh meshes
 def test_pretrain_canonical_setting_reaches_the_probe_clouds(tmp_path):
     from pcgrasp.data.augment import canonical_pose
     from pcgrasp.train.jepa import CANONICAL_RMS, canonicaliser, pretrain, probe_clouds

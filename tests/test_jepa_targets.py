@@ -6,7 +6,7 @@ import torch
 from torch.nn import functional as F
 
 from pcgrasp.cli.common import config_path
-from pcgrasp.models import PointJEPA, ema_momentum, normalise_targets
+from pcgrasp.models import PointJEPA, ema_momentum, normalise_targets, sample_blocks
 from pcgrasp.train.config import load_config
 from pcgrasp.train.jepa import build_jepa
 
@@ -230,7 +230,6 @@ def test_masking_config_reaches_the_block_sampler(monkeypatch):
         seen.append(out)
         return out
 
-    from pcgrasp.models import sample_blocks
     monkeypatch.setattr(jepa_mod, "sample_blocks", spy)
     m(torch.rand(2, 128, 3), torch.Generator().manual_seed(0))
     targets, _ = seen[0]
@@ -239,6 +238,25 @@ def test_masking_config_reaches_the_block_sampler(monkeypatch):
                      ("pretrain.masking=[1,2]", "pretrain.masking")):
         with pytest.raises(ValueError, match=key):
             build_jepa(load_config(config_path("demo"), [bad]))
+
+
+def test_masking_defaults_are_point_jepas_everywhere():
+    """One default (Point-JEPA's 4 targets of 15-20 %, context 40-75 %) for
+    the sampler, the model and a config without (or with an empty)
+    pretrain.masking section."""
+    import inspect
+
+    from pcgrasp.models.jepa import MASKING_DEFAULTS
+    from pcgrasp.train.jepa import masking_kwargs
+
+    paper = {"n_targets": 4, "target_ratio": (0.15, 0.2), "context_ratio": (0.4, 0.75)}
+    assert MASKING_DEFAULTS == paper
+    sig = inspect.signature(sample_blocks).parameters
+    assert {k: sig[k].default for k in paper} == paper
+    m = PointJEPA(**TINY)
+    assert (m.n_targets, m.target_ratio, m.context_ratio) == tuple(paper.values())
+    assert masking_kwargs({}) == {} and masking_kwargs({"masking": {}}) == paper
+    assert masking_kwargs({"masking": {"n_targets": 2}}) == dict(paper, n_targets=2)
 
 
 def test_pretraining_refuses_a_bad_target_view_before_any_work(tmp_path):

@@ -56,6 +56,12 @@ class PointEncoder(nn.Module):
         return centres, self.encode_tokens(tokens, centres)
 
 
+# Point-JEPA's block masking: 4 target blocks of 15-20 % of the patches each,
+# one context block of 40-75 % of the rest (the defaults of sample_blocks,
+# PointJEPA and the ``pretrain.masking`` config section).
+MASKING_DEFAULTS = {"n_targets": 4, "target_ratio": (0.15, 0.2), "context_ratio": (0.40, 0.75)}
+
+
 def check_masking(n_targets, target_ratio, context_ratio, name="pretrain.masking"):
     """ValueError naming the key unless n_targets is an integer >= 1 and each
     ratio is [lo, hi] with 0 < lo <= hi <= 1."""
@@ -68,7 +74,8 @@ def check_masking(n_targets, target_ratio, context_ratio, name="pretrain.masking
             raise ValueError(f"{name}.{key} must be [lo, hi] with 0 < lo <= hi <= 1, got {r!r}")
 
 
-def sample_blocks(G, generator=None, n_targets=4, target_ratio=(0.15, 0.2), context_ratio=(0.40, 0.75)):
+def sample_blocks(G, generator=None, n_targets=MASKING_DEFAULTS["n_targets"],
+                  target_ratio=MASKING_DEFAULTS["target_ratio"], context_ratio=MASKING_DEFAULTS["context_ratio"]):
     """Point-JEPA block masking over a sequence of G ordered patches.
 
     Returns (targets: list of n_targets LongTensors, each a contiguous window
@@ -135,8 +142,9 @@ def ema_update(target, online, tau):
 
 class PointJEPA(nn.Module):
     def __init__(self, dim=384, depth=12, heads=6, pred_dim=192, pred_depth=6, pred_heads=6, centers=64,
-                 group_size=32, grouping="knn", radius=0.05, n_targets=4, token_width=128, input_scale=1.0,
-                 target_norm="token_ln", target_layers=1, target_ratio=(0.15, 0.2), context_ratio=(0.40, 0.75)):
+                 group_size=32, grouping="knn", radius=0.05, n_targets=MASKING_DEFAULTS["n_targets"],
+                 token_width=128, input_scale=1.0, target_norm="token_ln", target_layers=1,
+                 target_ratio=MASKING_DEFAULTS["target_ratio"], context_ratio=MASKING_DEFAULTS["context_ratio"]):
         """``target_norm`` (see ``normalise_targets``) and ``target_layers``
         (k) set the regression targets: the mean over the target encoder's
         last k blocks of each block's normalised output, where the last
@@ -144,7 +152,7 @@ class PointJEPA(nn.Module):
         blocks' are their residual streams. The defaults (``token_ln``, 1) are
         the layer-normed last output. ``n_targets``, ``target_ratio`` and
         ``context_ratio`` set the block masking (``sample_blocks``; the
-        defaults are Point-JEPA's)."""
+        defaults, ``MASKING_DEFAULTS``, are Point-JEPA's)."""
         super().__init__()
         check_masking(n_targets, target_ratio, context_ratio, "masking")
         normalise_targets(torch.zeros(1, 2, 2), target_norm)  # validates the name

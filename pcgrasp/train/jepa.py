@@ -15,7 +15,7 @@ from ..data.synthetic.grasps import SYNSETS
 from ..eval.probe import elongation, probe_report
 from ..metrics import grasp_joint_metrics
 from ..models import GraspModel, PointEncoder, PointJEPA, ema_momentum
-from ..models.jepa import check_masking
+from ..models.jepa import MASKING_DEFAULTS, check_masking
 from .engine import fit, pick_device, seed_everything, world
 
 
@@ -39,7 +39,7 @@ def ensure_data(cfg):
             heldout_category=SYNSETS.get(held, held))
 
 
-MASKING_KEYS = ("n_targets", "target_ratio", "context_ratio")
+MASKING_KEYS = tuple(MASKING_DEFAULTS)
 CANONICAL_RMS = 0.05  # metres: the RMS radius pose+size-normalised clouds are scaled to
 
 
@@ -71,8 +71,8 @@ def probe_clouds(cfg, n):
 
 def masking_kwargs(p):
     """The ``pretrain.masking`` section ({n_targets, target_ratio,
-    context_ratio}, each optional; absent = Point-JEPA's 4, [0.15, 0.2],
-    [0.4, 0.75]) as PointJEPA keyword arguments; a bad section raises
+    context_ratio}, each optional; absent = Point-JEPA's, ``MASKING_DEFAULTS``)
+    as PointJEPA keyword arguments; a bad section raises
     ``ValueError`` naming the key."""
     sec = p.get("masking")
     if sec is None:
@@ -83,7 +83,7 @@ def masking_kwargs(p):
     if unknown:
         raise ValueError(f"pretrain.masking: unknown key(s) {', '.join(sorted(unknown))} "
                          f"(known: {', '.join(MASKING_KEYS)})")
-    kw = dict(n_targets=4, target_ratio=(0.15, 0.2), context_ratio=(0.40, 0.75))
+    kw = dict(MASKING_DEFAULTS)
     kw.update(sec)
     check_masking(kw["n_targets"], kw["target_ratio"], kw["context_ratio"], "pretrain.masking")
     return kw

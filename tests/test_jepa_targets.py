@@ -257,6 +257,9 @@ def test_masking_defaults_are_point_jepas_everywhere():
     assert (m.n_targets, m.target_ratio, m.context_ratio) == tuple(paper.values())
     assert masking_kwargs({}) == {} and masking_kwargs({"masking": {}}) == paper
     assert masking_kwargs({"masking": {"n_targets": 2}}) == dict(paper, n_targets=2)
+    with pytest.raises(TypeError):  # read-only: a caller cannot change every later default
+        MASKING_DEFAULTS["n_targets"] = 2
+    assert MASKING_DEFAULTS == paper
 
 
 def test_pretraining_refuses_a_bad_target_view_before_any_work(tmp_path):

@@ -1,5 +1,6 @@
 """Point-JEPA: context encoder, EMA target encoder, predictor, block masking."""
 import copy
+from types import MappingProxyType
 
 import torch
 from torch import nn
@@ -58,8 +59,10 @@ class PointEncoder(nn.Module):
 
 # Point-JEPA's block masking: 4 target blocks of 15-20 % of the patches each,
 # one context block of 40-75 % of the rest (the defaults of sample_blocks,
-# PointJEPA and the ``pretrain.masking`` config section).
-MASKING_DEFAULTS = {"n_targets": 4, "target_ratio": (0.15, 0.2), "context_ratio": (0.40, 0.75)}
+# PointJEPA and the ``pretrain.masking`` config section). Read-only: copy it
+# with dict(MASKING_DEFAULTS) to change a value.
+MASKING_DEFAULTS = MappingProxyType(
+    {"n_targets": 4, "target_ratio": (0.15, 0.2), "context_ratio": (0.40, 0.75)})
 
 
 def check_masking(n_targets, target_ratio, context_ratio, name="pretrain.masking"):

@@ -51,11 +51,17 @@ def datasets(cfg, test=False):
     """(train, val) ``DexNetDataset``s, split image-wise; with ``test``,
     (train, val, test) where test holds ``data.test_fraction`` of the images
     (None when that is 0, the default). The test images are drawn first, so
-    that fraction's images are the same whatever ``val_fraction`` is."""
+    that fraction's images are the same whatever ``val_fraction`` is. The
+    split is drawn with ``data.split_seed`` (default: the run's ``seed``);
+    fixing it keeps one split across the seeds of a sweep."""
     d = cfg["data"]
     full = DexNetDataset(d["root"])
     ids = full.image_ids.numpy() if full.image_ids is not None else np.arange(len(full))
-    seed = cfg.get("seed", 0)
+    seed = d.get("split_seed")
+    if seed is None:
+        seed = cfg.get("seed", 0)
+    elif isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"data.split_seed must be an integer >= 0 (or null: the run's seed), got {seed!r}")
     tf, vf = d.get("test_fraction", 0.0), d.get("val_fraction", 0.2)
     for key, v in (("test_fraction", tf), ("val_fraction", vf)):
         if isinstance(v, bool) or not isinstance(v, (int, float)) or not 0 <= v < 1:

@@ -266,3 +266,85 @@ def test_cuda_matches_the_reference_on_the_gpu(rng, dtype):
         torch.testing.assert_close(w.grad.float(), w2.grad.float(), rtol=tol, atol=tol * 10)
         gw1 = ops.sparse_conv_weight_grad(x.detach(), g, *km.pairs(), km.counts, km.identity_offset)
         assert torch.equal(gw1, w.grad)  # deterministic weight gradient
+
+
+def test_the_python_map_check_flags_exactly_what_the_cpu_kernel_rejects(rng):
+    """Off the CPU the map's values are checked in Python (the CUDA kernel skips bad pairs and
+    trusts the order): on random maps, valid or with one index moved out of range, one group
+    unsorted, or junk in the identity offset (never read), that check finds a problem exactly
+    when the CPU kernel (its own C++ check, the oracle here) raises, and names what was broken."""
+    from pcgrasp.ops.sparse_conv import _map_problem
+
+    op, wop = torch.ops.pcgrasp.sparse_conv, torch.ops.pcgrasp.sparse_conv_weight_grad
+    seen = set()
+    for trial in range(120):
+        km, ii, oi, counts = make_map(rng, n=int(rng.integers(1, 40)), same=bool(trial % 2))
+        ii, oi, counts = ii.copy(), oi.copy(), counts.copy()
+        n_in, n_out, identity = km.n_in, km.n_out, _identity_of(km)
+        starts = np.r_[0, np.cumsum(counts)]
+        read = np.flatnonzero(np.repeat(np.arange(len(counts)), counts) != identity)
+        kind = trial % 5
+        if kind == 1 and len(read):
+            ii[rng.choice(read)] = rng.choice([-1, n_in, n_in + 5])
+        elif kind == 2 and len(read):
+            oi[rng.choice(read)] = rng.choice([-3, n_out])
+        elif kind == 3:
+            groups = [k for k in range(len(counts)) if k != identity and len(set(oi[starts[k]:starts[k + 1]])) > 1]
+            if groups:
+                k = groups[rng.integers(len(groups))]
+                oi[starts[k]:starts[k + 1]] = oi[starts[k]:starts[k + 1]][::-1].copy()
+                ii[starts[k]:starts[k + 1]] = ii[starts[k]:starts[k + 1]][::-1].copy()
+        elif kind == 4 and identity >= 0:
+            ii[starts[identity]:starts[identity + 1]] = -7
+        x = torch.randn(n_in, 2, dtype=torch.float64)
+        w, g = torch.randn(len(counts), 2, 3, dtype=torch.float64), torch.randn(n_out, 3, dtype=torch.float64)
+        t_ii, t_oi, c = torch.as_tensor(ii), torch.as_tensor(oi), counts.tolist()
+        for sorted_groups, call in ((True, lambda: op(x, w, t_ii, t_oi, c, n_out, identity, False)),
+                                    (False, lambda: wop(x, g, t_ii, t_oi, c, identity))):
+            try:
+                call()
+                cpu = None
+            except RuntimeError as e:
+                cpu = "in_idx" if "in_idx must be" in str(e) else "out_idx" if "out_idx must" in str(e) else "sorted"
+            py = _map_problem(t_ii, t_oi, c, n_in, n_out, identity, sorted_groups)
+            name = None if py is None else ("sorted" if "sorted" in py[1] else py[1].split()[0])
+            assert (name is None) == (cpu is None), (trial, kind, py, cpu)  # rejects exactly the same maps
+            if name is not None:  # and names the index the mutation broke (an out_idx moved past the
+                # group's end also unsorts it, so the CPU, whose last finding wins, may say "sorted" then)
+                assert name == {1: "in_idx", 2: "out_idx", 3: "sorted"}[kind], (trial, kind, py)
+            seen.add(name)
+    assert seen == {None, "in_idx", "out_idx", "sorted"}  # every outcome was exercised
+
+
+def _identity_of(km):
+    return -1 if km.identity_offset is None else km.identity_offset
+
+
+def test_nn_layers_skip_the_map_check_and_direct_calls_make_it(monkeypatch, rng):
+    """pcgrasp.nn passes check_map=False for the maps it built (no extra host read per layer),
+    while a direct ops call checks them (off the CPU, whose kernel checks by itself; here the CPU
+    plays a device without that check); value checks off skip it."""
+    import pcgrasp.ops.sparse_conv as sc
+
+    calls = []
+    real = sc._map_problem
+    monkeypatch.setattr(sc, "_map_problem", lambda *a: calls.append(1) or real(*a))
+    km, ii, oi, counts = make_map(rng, n=30)
+    x = torch.randn(km.n_in, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(len(counts), 2, 3, dtype=torch.float64, requires_grad=True)
+    # as on a device whose kernel does not check the map (the CPU kernel stands in for it)
+    monkeypatch.setattr(sc, "_kernel_checks_itself", lambda t: False)
+    snn.sparse_conv(x, w, km).sum().backward()  # forward, input and weight gradient: no check
+    assert calls == [] and x.grad is not None and w.grad is not None
+    # a direct call checks, once per call, before the kernel
+    y = ops.sparse_conv_pairs(x.detach(), w.detach(), *km.pairs(), km.counts, km.n_out, _identity_of(km))
+    torch.testing.assert_close(y, snn.sparse_conv_reference(x.detach(), w.detach(), km))
+    assert len(calls) == 1
+    bad = torch.as_tensor(oi).clone()
+    bad[0] = km.n_out
+    with pytest.raises(IndexError, match="out_idx must be in"):
+        ops.sparse_conv_weight_grad(x.detach(), torch.randn(km.n_out, 3, dtype=torch.float64),
+                                    torch.as_tensor(ii), bad, km.counts, _identity_of(km))
+    with ops.data_checks(False):  # value checks off: no check
+        ops.sparse_conv_pairs(x.detach(), w.detach(), *km.pairs(), km.counts, km.n_out, _identity_of(km))
+    assert len(calls) == 2

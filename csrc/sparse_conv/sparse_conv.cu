@@ -8,8 +8,10 @@
 // channel: no atomics, so the sum order is fixed and duplicate pairs of a row are safe.
 // Weight gradient: a partial [Cin, Cout] per (offset, fixed chunk of pairs), then a reduction
 // over each offset's chunks in order: deterministic.
-// Pairs whose indices fall outside the maps are skipped (never read out of bounds); the Python
-// layer validates maps it is given.
+// Pairs whose indices fall outside the maps are skipped (never read out of bounds); the order is
+// trusted. ops.sparse_conv_pairs / sparse_conv_weight_grad check a map's values before the launch
+// (one host read; skipped under ops.data_checks(False)), and pcgrasp.nn checks its maps where they
+// are made.
 #include "sparse_conv/sparse_conv.h"
 
 #include <ATen/Dispatch.h>
@@ -94,6 +96,8 @@ __global__ void conv_simt_kernel(const scalar_t* __restrict__ X, const scalar_t*
     }
     __syncthreads();
     const int64_t lo = range[0], hi = range[1];
+    __syncthreads();  // every thread has read range before thread 0 writes the next offset's (an empty
+                      // offset runs no barrier in the pair loop)
     const scalar_t* Wk = W + static_cast<int64_t>(k) * cin * cout;
     for (int64_t p0 = lo; p0 < hi; p0 += kTile) {
       const int m = static_cast<int>(min(static_cast<int64_t>(kTile), hi - p0));
@@ -185,6 +189,8 @@ __global__ void conv_wmma_kernel(const scalar_t* __restrict__ X, const scalar_t*
     }
     __syncthreads();
     const int64_t lo = range[0], hi = range[1];
+    __syncthreads();  // every thread has read range before thread 0 writes the next offset's (an empty
+                      // offset runs no barrier in the pair loop)
     const scalar_t* Wk = W + static_cast<int64_t>(k) * cin * cout;
     for (int64_t p0 = lo; p0 < hi; p0 += kTile) {
       const int m = static_cast<int>(min(static_cast<int64_t>(kTile), hi - p0));
@@ -311,11 +317,21 @@ int64_t wgrad_chunk(int64_t P, int64_t cin, int64_t cout) {
   return std::max<int64_t>(1024, (P + max_chunks - 1) / max_chunks);
 }
 
+// The WMMA kernel has a body only where it was compiled for compute capability >= 8.0 (its
+// __CUDA_ARCH__ guard): a build whose arch list reaches this device through older PTX (say
+// 7.5+PTX on an sm_90 GPU) would launch an empty kernel, so the PTX version of the code the
+// driver loads for this device is checked as well; otherwise the SIMT kernel runs.
+template <typename scalar_t>
 bool use_wmma(const at::Tensor& x) {
-  if (x.scalar_type() != at::kHalf && x.scalar_type() != at::kBFloat16) return false;
   const char* env = std::getenv("PCGRASP_SPARSE_CONV_WMMA");
   if (env && env[0] == '0') return false;
-  return at::cuda::getDeviceProperties(x.device().index())->major >= 8;
+  if (at::cuda::getDeviceProperties(x.device().index())->major < 8) return false;
+  cudaFuncAttributes attr;
+  if (cudaFuncGetAttributes(&attr, conv_wmma_kernel<scalar_t>) != cudaSuccess) {
+    (void)cudaGetLastError();  // clear the error: no usable image for this device
+    return false;
+  }
+  return attr.ptxVersion >= 80;
 }
 
 }  // namespace
@@ -337,7 +353,7 @@ at::Tensor sparse_conv_cuda(const at::Tensor& features, const at::Tensor& weight
   const int K = static_cast<int>(counts.size());
   AT_DISPATCH_FLOATING_TYPES_AND2(at::kHalf, at::kBFloat16, x.scalar_type(), "sparse_conv_cuda", [&] {
     if constexpr (std::is_same_v<scalar_t, at::Half> || std::is_same_v<scalar_t, at::BFloat16>) {
-      if (use_wmma(x)) {
+      if (use_wmma<scalar_t>(x)) {
         conv_wmma_kernel<scalar_t><<<grid, kWmmaThreads, 0, current_stream()>>>(
             x.data_ptr<scalar_t>(), w.data_ptr<scalar_t>(), ii.data_ptr<int64_t>(), oi.data_ptr<int64_t>(),
             start.data_ptr<int64_t>(), K, x.size(0), n_out, static_cast<int>(cin), static_cast<int>(cout),

@@ -130,7 +130,9 @@ class _SparseConv(torch.autograd.Function):
         ctx.save_for_backward(feats, weight)
         ctx.kmap = kmap
         r, w = kmap.pairs()
-        return ops.sparse_conv_pairs(feats, weight, r, w, kmap.counts, kmap.n_out, _identity(kmap))
+        # the KernelMap's pairs are checked where it was made (or come from ops.kernel_map)
+        return ops.sparse_conv_pairs(feats, weight, r, w, kmap.counts, kmap.n_out, _identity(kmap),
+                                     check_map=False)
 
     @staticmethod
     def backward(ctx, grad):
@@ -141,10 +143,10 @@ class _SparseConv(torch.autograd.Function):
         if ctx.needs_input_grad[0]:  # the same pairs, read backwards (sorted by input row), with W^T
             r, w = kmap.pairs_by_read()
             gf = ops.sparse_conv_pairs(grad, weight, w, r, kmap.counts, kmap.n_in, _identity(kmap),
-                                       transpose_weight=True)
+                                       transpose_weight=True, check_map=False)
         if ctx.needs_input_grad[1]:
             r, w = kmap.pairs()
-            gw = ops.sparse_conv_weight_grad(feats, grad, r, w, kmap.counts, _identity(kmap))
+            gw = ops.sparse_conv_weight_grad(feats, grad, r, w, kmap.counts, _identity(kmap), check_map=False)
         return gf, gw, None
 
 

@@ -34,6 +34,55 @@ def _pairs(in_idx, out_idx, counts, like):
         C.same_device(t, like, n, "features")
 
 
+def _to_device(values, device):
+    """A small host list as an int64 tensor on ``device``; to a GPU through pinned memory and a
+    non-blocking copy (a pageable copy would wait for the whole stream: a host sync)."""
+    t = torch.tensor(values, dtype=torch.int64)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
+
+
+def _map_problem(in_idx, out_idx, counts, n_in, n_out, identity, sorted_groups):
+    """What is wrong with the pairs' values, on any device, with one host read: None, or
+    (exception type, message) for an index out of range or, with ``sorted_groups``, an offset's
+    group not sorted by ``out_idx``. The identity offset's pairs are never read, so not checked."""
+    P = in_idx.numel()
+    if P == 0:
+        return None
+    group = torch.repeat_interleave(torch.arange(len(counts), device=in_idx.device),
+                                    _to_device(counts, in_idx.device), output_size=P)
+    read = group != identity
+    flags = [(((in_idx < 0) | (in_idx >= n_in)) & read).any(),
+             (((out_idx < 0) | (out_idx >= n_out)) & read).any()]
+    if sorted_groups and P > 1:
+        flags.append(((out_idx[1:] < out_idx[:-1]) & (group[1:] == group[:-1]) & read[1:]).any())
+    flags = torch.stack(flags).tolist() + [False]
+    if flags[0]:
+        return IndexError, f"in_idx must be in [0, {n_in})"
+    if flags[1]:
+        return IndexError, f"out_idx must be in [0, {n_out})"
+    if flags[2]:
+        return ValueError, ("the pairs of each offset must be sorted by the row they write to (out_idx; for "
+                            "the input gradient, the transposed map sorted by in_idx)")
+    return None
+
+
+def _kernel_checks_itself(t):
+    return t.device.type == "cpu"
+
+
+def _check_map_values(in_idx, out_idx, counts, n_in, n_out, identity, sorted_groups):
+    """Raises what :func:`_map_problem` finds, off the CPU. The CPU kernel checks the same itself;
+    the CUDA kernel does not (it skips pairs out of range and would miss the pairs of an unsorted
+    group), so there the check runs here, unless value checks are off."""
+    if _kernel_checks_itself(in_idx) or not C.data_checks_enabled(in_idx):
+        return
+    problem = _map_problem(in_idx, out_idx, counts, n_in, n_out, identity, sorted_groups)
+    if problem is not None:
+        raise problem[0](problem[1])
+
+
 def _identity(identity, counts, n_in, n_out):
     if identity is None or identity == -1:
         return -1
@@ -45,7 +94,8 @@ def _identity(identity, counts, n_in, n_out):
     return identity
 
 
-def sparse_conv_pairs(features, weight, in_idx, out_idx, counts, n_out, identity=None, transpose_weight=False):
+def sparse_conv_pairs(features, weight, in_idx, out_idx, counts, n_out, identity=None, transpose_weight=False,
+                      check_map=True):
     """``out[o] = sum over pairs (i, o) of offset k of features[i] @ W_k`` (a correlation, as
     MinkowskiEngine), fused per block of output rows (CPU) or in one launch (CUDA).
 
@@ -59,6 +109,10 @@ def sparse_conv_pairs(features, weight, in_idx, out_idx, counts, n_out, identity
         n_out: output rows.
         identity: an offset whose pairs are every row onto itself (N == n_out == counts[k]), run as
             one dense product without reading its pairs; None for none.
+        check_map: check the pairs' values (in range, sorted inside each group): IndexError /
+            ValueError naming the index. Costs one device sync on CUDA (skipped under
+            ``ops.data_checks(False)``); the CPU kernel always checks. ``pcgrasp.nn`` passes False
+            for the maps it built and checked itself.
 
     Returns:
         [n_out, Cout] in the dtype of features; half types accumulate in float32.
@@ -83,14 +137,17 @@ def sparse_conv_pairs(features, weight, in_idx, out_idx, counts, n_out, identity
         raise ValueError(f"n_out must be an int >= 0, got {n_out!r}")
     _pairs(in_idx, out_idx, counts, features)
     identity = _identity(identity, counts, features.shape[0], n_out)
+    if check_map:
+        _check_map_values(in_idx, out_idx, counts, features.shape[0], n_out, identity, True)
     return torch.ops.pcgrasp.sparse_conv(features, weight, in_idx, out_idx, counts, n_out, identity,
                                          bool(transpose_weight))
 
 
-def sparse_conv_weight_grad(features, grad, in_idx, out_idx, counts, identity=None):
+def sparse_conv_weight_grad(features, grad, in_idx, out_idx, counts, identity=None, check_map=True):
     """``[K, Cin, Cout]``: per offset k, the sum over its pairs (i, o) of ``features[i]^T grad[o]``
     (the weight gradient of :func:`sparse_conv_pairs`; pairs in any order inside a group).
-    Deterministic: fixed chunks of pairs, summed in order."""
+    Deterministic: fixed chunks of pairs, summed in order. ``check_map`` as in
+    :func:`sparse_conv_pairs` (ranges only)."""
     C.tensor(features, "features")
     C.tensor(grad, "grad")
     if features.dim() != 2 or grad.dim() != 2 or not features.is_floating_point() or grad.dtype != features.dtype:
@@ -100,6 +157,8 @@ def sparse_conv_weight_grad(features, grad, in_idx, out_idx, counts, identity=No
     counts = _counts(counts)
     _pairs(in_idx, out_idx, counts, features)
     identity = _identity(identity, counts, features.shape[0], grad.shape[0])
+    if check_map:
+        _check_map_values(in_idx, out_idx, counts, features.shape[0], grad.shape[0], identity, False)
     return torch.ops.pcgrasp.sparse_conv_weight_grad(features, grad, in_idx, out_idx, counts, identity)
 
 
@@ -114,7 +173,7 @@ def transpose_kernel_map(in_idx, out_idx, counts, n_in):
     if in_idx.numel() == 0:
         return in_idx, out_idx
     group = torch.repeat_interleave(torch.arange(len(counts), device=in_idx.device),
-                                    torch.tensor(counts, device=in_idx.device), output_size=in_idx.numel())
+                                    _to_device(counts, in_idx.device), output_size=in_idx.numel())
     order = torch.sort(group * max(int(n_in), 1) + in_idx, stable=True).indices
     return in_idx[order], out_idx[order]
 

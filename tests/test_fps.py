@@ -155,6 +155,37 @@ def test_fps_invalid_start_raises_with_checks_on_and_off(checks):
         ops.set_data_checks(old)
 
 
+@pytest.mark.parametrize("device", DEVICES)
+def test_fps_non_finite_points_with_checks_off_never_leave_the_cloud(rng, device):
+    """NaN / inf coordinates are refused by the Python check. With value checks off (or a direct
+    torch.ops call) the CPU kernel still refuses them (one cheap pass; it used to return index n,
+    and write there, or repeat points), and the CUDA kernel, which cannot raise without a host
+    sync, returns unspecified samples whose indices stay inside their cloud: the m first distinct
+    points of [0, n), the rest -1, never a crash."""
+    old = ops.set_data_checks(False)
+    try:
+        for trial in range(60):
+            B, N = int(rng.integers(1, 3)), int(rng.integers(1, 2500)) if trial % 2 else int(rng.integers(1, 20))
+            D = int(rng.choice([1, 2, 3, 5]))
+            pts = torch.as_tensor(rng.random((B, N, D)), dtype=torch.float64 if trial % 3 == 0 else torch.float32)
+            pts[torch.as_tensor(rng.random((B, N)) < rng.random())] = float("nan") if trial % 4 else float("inf")
+            lengths = torch.as_tensor(rng.integers(0, N + 1, B))
+            k = int(rng.integers(1, N + 1))
+            finite = all(bool(torch.isfinite(pts[b, :int(lengths[b])]).all()) for b in range(B))
+            if device == "cpu" and not finite:
+                with pytest.raises(ValueError, match="points must be finite"):
+                    ops.farthest_point_sample(pts, k, lengths=lengths)
+                continue
+            got = ops.farthest_point_sample(pts.to(device), k, lengths=lengths.to(device)).cpu()
+            for b in range(B):
+                m = min(k, int(lengths[b]))
+                row = got[b].tolist()
+                assert all(0 <= i < int(lengths[b]) for i in row[:m]) and len(set(row[:m])) == m, (trial, row)
+                assert row[m:] == [-1] * (k - m)
+    finally:
+        ops.set_data_checks(old)
+
+
 # ---------------------------------------------------------------- CPU paths
 # The CPU kernel has two exact paths: vanilla (every point, every step) and
 # bucketed (a k-d tree of leaf buckets that skips the leaves a new centre

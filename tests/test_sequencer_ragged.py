@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from pcgrasp import ops
-from conftest import cloud, ragged_lengths, requires_cuda
+from conftest import DEVICES, cloud, ragged_lengths, requires_cuda
 
 
 def order_oracle(c, n):
@@ -79,3 +79,23 @@ def test_fps_on_graspable_points_in_one_call(rng):
 def test_sequencer_cuda_matches_cpu(rng):
     c = cloud(rng, 512, 64, 3, torch.float32, "lattice")
     assert torch.equal(ops.nearest_neighbor_order(c), ops.nearest_neighbor_order(c.cuda()).cpu())
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_nearest_neighbor_order_non_finite_centres_with_checks_off_stay_a_permutation(rng, device):
+    """With value checks off, NaN / inf centres give an unspecified order, but each row is still a
+    permutation of its cloud's indices, padded with -1 (the CUDA kernel could pick index n, and
+    write past its row, when every distance left was NaN)."""
+    old = ops.set_data_checks(False)
+    try:
+        for trial in range(40):
+            B, G = int(rng.integers(1, 4)), int(rng.integers(1, 300))
+            c = torch.as_tensor(rng.random((B, G, 3)), dtype=torch.float64 if trial % 3 == 0 else torch.float32)
+            c[torch.as_tensor(rng.random((B, G)) < rng.random())] = float("nan") if trial % 4 else float("inf")
+            lengths = torch.as_tensor(rng.integers(0, G + 1, B))
+            got = ops.nearest_neighbor_order(c.to(device), lengths=lengths.to(device)).cpu()
+            for b in range(B):
+                n = int(lengths[b])
+                assert sorted(got[b, :n].tolist()) == list(range(n)) and got[b, n:].tolist() == [-1] * (G - n)
+    finally:
+        ops.set_data_checks(old)

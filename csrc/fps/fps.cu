@@ -44,14 +44,23 @@ __global__ void __launch_bounds__(kFpsThreads)
     for (int64_t i = threadIdx.x; i < n; i += blockDim.x) {
       const T dd = dist2_rn(P + i * D, c, D);
       const T old = mind[i];
-      const T v = old < dd ? old : dd;
-      mind[i] = v;
+      const T v = (old < dd || dd != dd) ? old : dd;  // a NaN distance (non-finite points, data checks
+      mind[i] = v;                                      // off) leaves mind alone: selected points stay -1
       if (v > best) {  // i increases within a thread: strict keeps the lowest
         best = v;
         bi = i;
       }
     }
     block_argmax(best, bi);
+    if (!(best >= T(0)) || bi >= n) {  // no unselected point compared: every distance left is NaN
+      int64_t j = n;  // (non-finite points, data checks off), and bi is n or a selected point; take the
+                      // lowest point not yet selected
+      for (int64_t i = threadIdx.x; i < n; i += blockDim.x)
+        if (!(mind[i] == T(-1))) { j = i; break; }
+      T zero = T(0);
+      block_argmax(zero, j);  // equal values: the lowest index wins
+      bi = j;
+    }
     sel = bi;
     if (threadIdx.x == 0) {
       out[b * K + s] = sel;

@@ -69,6 +69,16 @@ int64_t first_equal(const T* mind, int64_t lo, int64_t hi, T v) {
   return hi;  // unreachable when v came from this range
 }
 
+// The lowest point not yet selected (one always exists while s < m <= n): the pick when no
+// distance compares, i.e. NaN distances from non-finite points (reachable only with data
+// checks off), so that no index ever leaves the cloud.
+template <typename T>
+int64_t lowest_unselected(const T* mind, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    if (!(mind[i] == T(-1))) return i;
+  return 0;
+}
+
 // Points per task when one cloud's update is split across threads.
 constexpr int64_t kChunk = 32768;
 
@@ -88,6 +98,7 @@ void fps_cloud_vanilla(const T* pts, int64_t n, int64_t D, int64_t m, int64_t st
   T c[8];
   for (int64_t s = 1; s < m; ++s) {
     for (int64_t k = 0; k < D; ++k) c[k] = pts[sel * D + k];
+    T best;
     if (parallel && nchunks > 1) {
       at::parallel_for(0, nchunks, 1, [&](int64_t b0, int64_t b1) {
         for (int64_t ch = b0; ch < b1; ++ch) {
@@ -99,11 +110,15 @@ void fps_cloud_vanilla(const T* pts, int64_t n, int64_t D, int64_t m, int64_t st
       int64_t best_ch = 0;
       for (int64_t ch = 1; ch < nchunks; ++ch)
         if (cbest[ch] > cbest[best_ch]) best_ch = ch;  // strict: lowest chunk wins ties
+      best = cbest[best_ch];
       sel = cidx[best_ch];
     } else {
-      const T best = update_range(soa.data(), n, D, c, mind.data(), 0, n);
+      best = update_range(soa.data(), n, D, c, mind.data(), 0, n);
       sel = first_equal(mind.data(), 0, n, best);
     }
+    // distances are >= 0 and selected points -1: a best below 0 (or NaN) means no unselected
+    // point compared (NaN distances), and sel may be a selected point or n
+    if (!(best >= T(0)) || sel >= n) sel = lowest_unselected(mind.data(), n);
     out[s] = sel;
     mind[sel] = T(-1);
   }
@@ -508,6 +523,14 @@ at::Tensor farthest_point_sample_cpu(const at::Tensor& points_in, const at::Tens
   const at::Tensor start = given ? start_in->contiguous() : at::zeros({B}, lengths.options());
   at::Tensor idx = at::full({B, K}, -1, points.options().dtype(at::kLong));
   if (B == 0 || K == 0) return idx;
+  // The Python check refuses non-finite points unless value checks are off; here the check is one
+  // cheap pass and always runs: NaN distances would break the running minimum (update3 is built
+  // finite-math-only) and could select a point twice or past the cloud.
+  if (N > 0) {
+    const at::Tensor valid = at::arange(N, lengths.options()).unsqueeze(0) < lengths.unsqueeze(1);
+    const bool bad = ((~at::isfinite(points)).any(-1) & valid).any().item<bool>();
+    TORCH_CHECK_VALUE(!bad, "points must be finite (a NaN or inf coordinate in a cloud's valid points)");
+  }
   const int64_t* len = lengths.data_ptr<int64_t>();
   const int64_t* cnt = counts.data_ptr<int64_t>();
   const int64_t* st = start.data_ptr<int64_t>();

@@ -14,6 +14,11 @@ namespace {
 
 constexpr int kSeqThreads = 128;
 
+// NaN (non-finite centres, reachable only with data checks off) ranks last, as -inf, so that a step
+// always picks a valid unvisited index (the lowest of the tied ones) and never writes past the row.
+template <typename T>
+__device__ __forceinline__ T not_nan(T x) { return x != x ? -std::numeric_limits<T>::infinity() : x; }
+
 // One block per cloud; the visited flags live in a global scratch row. Each
 // step is a block-wide argmin (as argmax of -d2, ties to the lower index).
 template <typename T>
@@ -31,7 +36,7 @@ __global__ void __launch_bounds__(kSeqThreads)
   int64_t bi = n;
   for (int64_t g = threadIdx.x; g < n; g += blockDim.x) {
     const T s = add_rn(add_rn(P[g * 3], P[g * 3 + 1]), P[g * 3 + 2]);
-    argmax_merge(v, bi, -s, g);
+    argmax_merge(v, bi, not_nan(-s), g);
   }
   block_argmax(v, bi);
   int64_t cur = bi;
@@ -44,7 +49,7 @@ __global__ void __launch_bounds__(kSeqThreads)
     v = -std::numeric_limits<T>::infinity();
     bi = n;
     for (int64_t g = threadIdx.x; g < n; g += blockDim.x)
-      if (!used[g]) argmax_merge(v, bi, -dist2_rn(P + g * 3, P + cur * 3, int64_t(3)), g);
+      if (!used[g]) argmax_merge(v, bi, not_nan(-dist2_rn(P + g * 3, P + cur * 3, int64_t(3))), g);
     block_argmax(v, bi);
     cur = bi;
   }

@@ -97,3 +97,40 @@ def test_backward_ops_reject_grad_on_another_device():
     w = torch.rand(1, 1, 3, device="cuda")
     with pytest.raises(RuntimeError, match="same device"):
         torch.ops.pcgrasp.three_interpolate_backward(torch.rand(1, 1, 4), f, i3, w)
+
+
+def _gather_and_interpolate_backward(device):
+    x = torch.randn(1, 6, 3, device=device, requires_grad=True)
+    idx = torch.tensor([[0, 2, 2, 5]], device=device)
+    ops.gather_points(x, idx).sum().backward()
+    w = torch.full((1, 2, 3), 1 / 3, device=device)
+    ops.three_interpolate(x, torch.tensor([[[0, 1, 1], [4, 5, 0]]], device=device), w).sum().backward()
+    return x.grad
+
+
+def test_cpu_backward_is_deterministic_under_torch_deterministic_mode():
+    """The CPU scatter-add sums in a fixed order: torch's deterministic mode accepts it, and two
+    runs agree bit for bit."""
+    old = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        torch.manual_seed(0)
+        a = _gather_and_interpolate_backward("cpu")
+        torch.manual_seed(0)
+        assert torch.equal(a, _gather_and_interpolate_backward("cpu"))
+    finally:
+        torch.use_deterministic_algorithms(old)
+
+
+@requires_cuda
+def test_cuda_backward_alerts_under_torch_deterministic_mode():
+    """The CUDA scatter-add (gather / three_interpolate backward) adds with atomics, so its last
+    bits vary from run to run: torch's deterministic mode refuses it instead of pretending."""
+    old = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        with pytest.raises(RuntimeError, match="does not have a deterministic implementation"):
+            _gather_and_interpolate_backward("cuda")
+    finally:
+        torch.use_deterministic_algorithms(old)
+    assert _gather_and_interpolate_backward("cuda").shape == (1, 6, 3)

@@ -1,6 +1,7 @@
 #include "gather/gather.h"
 
 #include <ATen/Dispatch.h>
+#include <ATen/Context.h>
 #include <torch/library.h>
 
 #include "common/checks.h"
@@ -59,6 +60,9 @@ void scatter_add_rows_cuda(const at::Tensor& grad, const at::Tensor& idx, const 
   const int64_t N = out.size(1), C = out.size(2), L = idx.size(1);
   const int64_t total = idx.numel() * C;
   if (total == 0) return;
+  // atomicAdd: the order of a row's additions (hence its last bits) varies from run to run, unlike
+  // the CPU kernel's. Under torch.use_deterministic_algorithms(True) this raises (or warns).
+  at::globalContext().alertNotDeterministic("pcgrasp gather / three_interpolate backward (CUDA scatter-add)");
   AT_DISPATCH_FLOATING_TYPES(out.scalar_type(), "scatter_add_rows_cuda", [&] {
     scatter_add_kernel<scalar_t><<<grid_for(total, kThreads), kThreads, 0, current_stream()>>>(
         grad.data_ptr<scalar_t>(), idx.data_ptr<int64_t>(),

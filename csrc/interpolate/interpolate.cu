@@ -5,6 +5,7 @@
 
 #include "common/checks.h"
 #include "common/cuda_utils.cuh"
+#include "common/fp.h"
 #include "gather/gather.h"
 
 namespace pcgrasp {
@@ -22,7 +23,7 @@ __global__ void interp_kernel(const T* __restrict__ f, const int64_t* __restrict
     T acc = T(0);
     for (int j = 0; j < 3; ++j) {
       const int64_t i = ix[row * 3 + j];
-      if (i >= 0 && i < N) acc += w[row * 3 + j] * f[(b * N + i) * C + c];
+      if (i >= 0 && i < N) acc = add_rn(acc, mul_rn(w[row * 3 + j], f[(b * N + i) * C + c]));  // as the CPU: no FMA
     }
     o[t] = acc;
   }
@@ -38,7 +39,7 @@ __global__ void interp_grad_weight_kernel(const T* __restrict__ g, const T* __re
     const int64_t row = t / 3, b = row / M, i = ix[t];
     T acc = T(0);
     if (i >= 0 && i < N)
-      for (int64_t c = 0; c < C; ++c) acc += g[row * C + c] * f[(b * N + i) * C + c];
+      for (int64_t c = 0; c < C; ++c) acc = add_rn(acc, mul_rn(g[row * C + c], f[(b * N + i) * C + c]));
     gw[t] = acc;
   }
 }

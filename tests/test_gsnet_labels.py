@@ -196,3 +196,101 @@ def test_bad_label_inputs():
     got = process_grasp_labels(t)
     with pytest.raises(ValueError, match="grasp_top_view_inds"):
         match_grasp_view_and_label({**got, "grasp_top_view_inds": torch.full((2, 4), 300)})
+
+
+def test_non_finite_inputs_are_refused():
+    rng = np.random.default_rng(8)
+    ep = fixture(rng, n_obj=(2, 1), n_views=20, M=4)
+    for key, where in (("xyz_graspable", None), ("grasp_points_list", (1, 0)), ("object_poses_list", (0, 1))):
+        t = to_torch(ep, torch.float64)
+        if where is None:
+            t[key] = t[key].clone()
+            t[key][0, 1, 2] = float("nan")
+        else:
+            b, o = where
+            if key == "object_poses_list":
+                t[key][b] = t[key][b].clone()
+                t[key][b][o, 0, 3] = float("inf")
+            else:
+                t[key][b][o] = t[key][b][o].clone()
+                t[key][b][o][0, 0] = float("nan")
+        with pytest.raises(ValueError, match=f"{key}.* must be finite|must be finite"):
+            process_grasp_labels(t)
+
+
+def test_a_view_index_out_of_range_names_its_object():
+    rng = np.random.default_rng(6)
+    ep = fixture(rng, n_obj=(2, 3), n_views=20, M=4)
+    for g_bad, (b, o), v in ((3, (1, 1), 300), (0, (0, 0), -1)):
+        t = to_torch(ep, torch.float32)
+        t["grasp_views_list"][b][o] = t["grasp_views_list"][b][o].clone()
+        t["grasp_views_list"][b][o][5] = v
+        with pytest.raises(ValueError, match=f"grasp_views_list entry of object {g_bad} must hold 20 indices"):
+            process_grasp_labels(t)
+
+
+def test_label_assignment_reads_the_host_a_fixed_number_of_times(monkeypatch):
+    """A GPU waits for the host at every scalar read of a device tensor. Label assignment reads two
+    (the checks of all inputs at once, the range of the top views), however many objects a batch
+    has; it read two per object and eight in its knn calls before."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Reads(TorchDispatchMode):
+        n = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if str(func) in ("aten._local_scalar_dense.default", "aten.is_nonzero.default", "aten.equal.default"):
+                Reads.n += 1
+            return func(*args, **(kwargs or {}))
+
+    real_tolist = torch.Tensor.tolist  # a device tensor's .tolist() copies it to the host: a read too
+
+    def tolist(self):
+        Reads.n += 1
+        return real_tolist(self)
+    monkeypatch.setattr(torch.Tensor, "tolist", tolist)
+    rng = np.random.default_rng(7)
+    counts = []
+    for n_obj in ((1, 1), (4, 5)):
+        ep = to_torch(fixture(rng, n_obj=n_obj, n_views=30, M=16), torch.float32)
+        Reads.n = 0
+        with Reads():
+            got = process_grasp_labels(ep)
+            got["grasp_top_view_inds"] = torch.zeros(2, 16, dtype=torch.int64)
+            match_grasp_view_and_label(got)
+        counts.append(Reads.n)
+    assert counts == [2, 2]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_cuda_label_syncs_do_not_grow_with_the_objects():
+    """On a GPU, torch's sync debug mode counts every wait for the device (scalar reads, pageable
+    copies): a batch of 9 objects waits as often as one of 2, and the labels equal the CPU's."""
+    import warnings
+
+    rng = np.random.default_rng(9)
+    counts = []
+    for n_obj in ((1, 1), (4, 5)):
+        ep = fixture(rng, n_obj=n_obj, n_views=30, M=16)
+        cpu = to_torch(ep, torch.float32)
+        gpu = to_torch(ep, torch.float32)
+        gpu = {k: (v.cuda() if torch.is_tensor(v) else [[x.cuda() for x in o] if isinstance(o, list) else o.cuda()
+                                                         for o in v]) for k, v in gpu.items()}
+        top = torch.as_tensor(rng.integers(0, 300, (2, 16)))
+        torch.cuda.synchronize()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                got = process_grasp_labels(gpu)
+                got["grasp_top_view_inds"] = top.cuda()
+                _, got = match_grasp_view_and_label(got)
+            finally:
+                torch.cuda.set_sync_debug_mode("default")
+        counts.append(sum("synchroniz" in str(w.message) for w in caught))
+        ref = process_grasp_labels(cpu)
+        ref["grasp_top_view_inds"] = top
+        _, ref = match_grasp_view_and_label(ref)
+        for k in ("batch_grasp_score", "batch_grasp_width", "batch_grasp_point"):
+            torch.testing.assert_close(got[k].cpu(), ref[k], atol=1e-5, rtol=1e-5)
+    assert counts[0] == counts[1] and counts[0] <= 4, counts

@@ -74,8 +74,13 @@ def grasp_rotations(views=None):
 # --------------------------------------------------------------------------- torch (models)
 
 def grasp_views(num_view=300, device=None, dtype=torch.float32):
-    """graspnetAPI's Fibonacci views as a [num_view, 3] tensor (GSNet's ``generate_grasp_views``)."""
-    return torch.as_tensor(generate_views(num_view), dtype=dtype, device=device)
+    """graspnetAPI's Fibonacci views as a [num_view, 3] tensor (GSNet's ``generate_grasp_views``).
+    To a GPU through pinned memory without blocking (a pageable copy waits for the stream)."""
+    t = torch.as_tensor(generate_views(num_view), dtype=dtype)
+    device = t.device if device is None else torch.device(device)
+    if device.type == "cuda":
+        return t.pin_memory().to(device, non_blocking=True)
+    return t.to(device)
 
 
 def batch_viewpoint_params_to_matrix(towards, angle):
@@ -93,7 +98,9 @@ def batch_viewpoint_params_to_matrix(towards, angle):
     zero = torch.zeros_like(x[..., 0])
     y = torch.stack([-x[..., 1], x[..., 0], zero], -1)
     vertical = (y == 0).all(-1, keepdim=True)
-    y = torch.where(vertical, torch.tensor([0.0, 1.0, 0.0], dtype=x.dtype, device=x.device), y)
+    e_y = torch.zeros(3, dtype=x.dtype, device=x.device)
+    e_y[1] = 1  # a fill on the device, not a copy from the host
+    y = torch.where(vertical, e_y, y)
     x = x / x.norm(dim=-1, keepdim=True)
     y = y / y.norm(dim=-1, keepdim=True)
     z = torch.cross(x, y, dim=-1)

@@ -77,6 +77,13 @@ def _objects(end_points, B):
     return out
 
 
+def _host_ints(values, dev):
+    """Host ints as an int64 tensor on ``dev``; to a GPU through pinned memory without blocking
+    (a pageable copy makes the host wait for the stream)."""
+    t = torch.tensor(values, dtype=torch.int64)
+    return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t.to(dev)
+
+
 def _outside_autocast(fn):
     """Runs ``fn`` with autocast off: label assignment transforms label points and
     matches views with matmuls, which autocast would run in bf16 (~1 mm label error on a
@@ -117,40 +124,66 @@ def process_grasp_labels(end_points, num_view=300):
 
     # 1) view matching for every object at once: template view j <- the object's label view
     #    whose rotated direction is nearest (ops.knn among the object's views)
-    vcount = torch.tensor([o[3].shape[1] for o in objs], dtype=torch.int64)
-    Vmax = int(vcount.max()) if O else 1
+    vcounts = [o[3].shape[1] for o in objs]
+    vcount = _host_ints(vcounts, dev)
+    Vmax = max(vcounts) if O else 1
     obj_views = torch.zeros((O, Vmax), dtype=torch.int64, device=dev)      # label view slot -> template index
     rotated = torch.zeros((O, Vmax, 3), dtype=dt, device=dev)
     R = torch.zeros((O, 3, 3), dtype=dt, device=dev)
     t = torch.zeros((O, 3), dtype=dt, device=dev)
+    all_views = []
     for g, (b, pose, pts, sc, wd, views) in enumerate(objs):
         V = sc.shape[1]
         if views is None:
             if V != num_view:
                 raise ValueError(f"object {g} of the batch has labels for {V} views but no grasp_views_list entry "
                                  f"names them (expected all {num_view})")
-            views = torch.arange(num_view)
-        if views.numel() != V or (V and (int(views.min()) < 0 or int(views.max()) >= num_view)):
+        elif views.numel() != V:
             raise ValueError(f"grasp_views_list entry of object {g} must hold {V} indices in [0, {num_view})")
+        else:
+            all_views.append(views.to(dev))
+    # the values, with one host read for the whole batch (not two per object): every view index
+    # in range, the seeds, poses and label points finite (the knn calls below skip their own checks)
+    flags = [~torch.isfinite(seeds).all()]
+    if O:
+        given = torch.cat([torch.cat([o[1].to(device=dev, dtype=dt).reshape(-1), o[2].to(device=dev, dtype=dt).reshape(-1)])
+                           for o in objs])
+        flags.append(~given.isfinite().all())
+    if all_views:
+        cat = torch.cat(all_views)
+        flags.append(((cat < 0) | (cat >= num_view)).any())
+    flags = torch.stack(flags).tolist()
+    if flags[0]:
+        raise ValueError("end_points['xyz_graspable'] must be finite")
+    if O and flags[1]:
+        raise ValueError("object_poses_list and grasp_points_list must be finite")
+    if all_views and flags[-1]:
+        per = [bool(((v < 0) | (v >= num_view)).any()) for v in all_views]  # only to name the object
+        g = [i for i, o in enumerate(objs) if o[5] is not None][per.index(True)]
+        raise ValueError(f"grasp_views_list entry of object {g} must hold {vcounts[g]} indices in [0, {num_view})")
+    for g, (b, pose, pts, sc, wd, views) in enumerate(objs):
+        V = sc.shape[1]
+        views = torch.arange(num_view, device=dev) if views is None else views.to(dev)
         pose = pose.to(device=dev, dtype=dt)
         R[g], t[g] = pose[:3, :3], pose[:3, 3]
-        obj_views[g, :V] = views.to(dev)
-        rotated[g, :V] = templ[views.to(dev)] @ R[g].T
+        obj_views[g, :V] = views
+        rotated[g, :V] = templ[views] @ R[g].T
     if O:
-        _, vi = ops.knn(templ.expand(O, -1, -1).contiguous(), rotated, 1, lengths=vcount.to(dev))
+        with ops.data_checks(False):  # checked above; lengths from the host
+            _, vi = ops.knn(templ.expand(O, -1, -1).contiguous(), rotated, 1, lengths=vcount)
         view_slot = vi[..., 0]                                                         # [O, V] into the object's views
     else:
         view_slot = torch.zeros((0, num_view), dtype=torch.int64, device=dev)
 
     # 2) nearest label point per seed among the frame's objects (camera frame, padded per cloud)
-    counts = torch.zeros(B, dtype=torch.int64)
+    count_list = [0] * B
     for b, _, pts, _, _, _ in objs:
-        counts[b] += pts.shape[0]
-    L = max(int(counts.max()), 1) if B else 1
+        count_list[b] += pts.shape[0]
+    L = max(max(count_list), 1) if B else 1
     label_pts = torch.zeros((B, L, 3), dtype=dt, device=dev)
     label_obj = torch.zeros((B, L), dtype=torch.int64, device=dev)     # global object index
     label_row = torch.zeros((B, L), dtype=torch.int64, device=dev)     # row in that object's labels
-    flat_start = torch.zeros(O, dtype=torch.int64)                     # offset of object g in the packed labels
+    flat_start = [0] * O                                               # offset of object g in the packed labels
     fill = [0] * B
     offset = 0
     packed_s, packed_w = [], []
@@ -165,7 +198,8 @@ def process_grasp_labels(end_points, num_view=300):
         offset += n * V
         packed_s.append(sc.to(device=dev, dtype=dt).reshape(n * V, A, D))
         packed_w.append(wd.to(device=dev, dtype=dt).reshape(n * V, A, D))
-    _, nn = ops.knn(seeds.contiguous(), label_pts, 1, lengths=counts.to(dev))
+    with ops.data_checks(False):
+        _, nn = ops.knn(seeds.contiguous(), label_pts, 1, lengths=_host_ints(count_list, dev))
     nn = nn[..., 0]                                                                    # [B, M], -1 without labels
     has = nn >= 0
     nn = nn.clamp_min(0)
@@ -176,8 +210,8 @@ def process_grasp_labels(end_points, num_view=300):
     # 3) gather the seeds' grasps in every template view
     if O:
         slot = view_slot[g]                                                             # [B, M, V]
-        V_g = vcount.to(dev)[g]
-        flat = flat_start.to(dev)[g].unsqueeze(-1) + row.unsqueeze(-1) * V_g.unsqueeze(-1) + slot
+        V_g = vcount[g]
+        flat = _host_ints(flat_start, dev)[g].unsqueeze(-1) + row.unsqueeze(-1) * V_g.unsqueeze(-1) + slot
         flat = torch.where(has.unsqueeze(-1), flat, torch.zeros_like(flat))
         PS, PW = torch.cat(packed_s), torch.cat(packed_w)
         scores = PS[flat]                                                               # [B, M, V, A, D]
@@ -229,17 +263,18 @@ def match_grasp_view_and_label(end_points):
     if top.shape != (B, M) or top.dtype != torch.int64:
         raise ValueError(f"grasp_top_view_inds must be an int64 [{B}, {M}] tensor, got {top.dtype} "
                          f"{tuple(top.shape)}")
-    if B * M and (int(top.min()) < 0 or int(top.max()) >= V):
+    if B * M and bool(((top < 0) | (top >= V)).any()):  # one host read
         raise ValueError(f"grasp_top_view_inds must be in [0, {V})")
     i = top.view(B, M, 1, 1, 1)
     rot = rot_all.gather(2, i.expand(-1, -1, -1, 3, 3)).squeeze(2)
     s = scores.gather(2, i.expand(-1, -1, -1, A, D)).squeeze(2)
     w = widths.gather(2, i.expand(-1, -1, -1, A, D)).squeeze(2)
     pos = s > 0
-    if bool(pos.any()):
-        u_max = s.max()
-        u_min = s[pos].min()
-        mapped = torch.log(u_max / s.clamp_min(torch.finfo(s.dtype).tiny)) / (torch.log(u_max / u_min) + 1e-6)
+    if s.numel():  # no host read: without positives every score is 0 and the mapping is never taken
+        tiny = torch.finfo(s.dtype).tiny
+        u_max = s.max().clamp_min(tiny)
+        u_min = torch.where(pos, s, torch.full_like(s, torch.finfo(s.dtype).max)).min().clamp_min(tiny)
+        mapped = torch.log(u_max / s.clamp_min(tiny)) / (torch.log(u_max / u_min) + 1e-6)
         s = torch.where(pos, mapped, torch.zeros_like(s))
     end_points["batch_grasp_score"] = s
     end_points["batch_grasp_width"] = w

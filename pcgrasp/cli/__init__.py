@@ -57,16 +57,26 @@ def command_paths(parser=None):
 
 def main(argv=None):
     """Runs one command. Bad input (a missing file, a bad value: OSError, ValueError, KeyError)
-    ends it with one line on stderr and exit status 2, no traceback; PCGRASP_TRACEBACK=1 re-raises."""
+    ends it with one line on stderr and exit status 2, no traceback. Any other exception is
+    reported the same way, with its type, and exit status 1 (PCGRASP_TRACEBACK=1 re-raises
+    either, for the traceback)."""
     a = build_parser().parse_args(argv)
     try:
         return a.func(a)
-    except (OSError, ValueError, KeyError) as e:
+    except KeyboardInterrupt:
+        print(f"pcgrasp {a.cmd}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - the command line shows one line, never a traceback
         if os.environ.get("PCGRASP_TRACEBACK", "0") not in ("", "0"):
             raise
+        bad_input = isinstance(e, (OSError, ValueError, KeyError))
         text = " ".join(str(e).split()) or type(e).__name__
+        if isinstance(e, KeyError):
+            text = f"missing key {text}"
+        elif not bad_input:
+            text = f"{type(e).__name__}: {text} (PCGRASP_TRACEBACK=1 shows where)"
         print(f"pcgrasp {a.cmd}: error: {text}", file=sys.stderr)
-        return 2
+        return 2 if bad_input else 1
 
 
 if __name__ == "__main__":

@@ -3,9 +3,7 @@ config-driven commands."""
 import argparse
 import os
 
-from ..train.config import load_config
-
-CONFIGS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs")
+from ..train.config import CONFIGS, load_config
 
 
 def config_path(name):
@@ -41,3 +39,50 @@ def existing_file(path):
     if not os.path.isfile(path):
         raise argparse.ArgumentTypeError(f"no such file: {path!r}")
     return path
+
+
+def int_at_least(lo):
+    """argparse ``type``: an integer >= lo (the usage error names the option)."""
+    def parse(text):
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {v}")
+        return v
+    parse.__name__ = f"integer >= {lo}"
+    return parse
+
+
+def float_at_least(lo, strict=False):
+    """argparse ``type``: a finite number >= lo (> lo with ``strict``)."""
+    import math
+
+    def parse(text):
+        try:
+            v = float(text)
+        except ValueError:
+            v = math.nan
+        if not math.isfinite(v) or v < lo or (strict and v == lo):
+            raise argparse.ArgumentTypeError(f"must be a finite number {'>' if strict else '>='} {lo}, got {text!r}")
+        return v
+    parse.__name__ = f"number >= {lo}"
+    return parse
+
+
+def existing_dir(path):
+    """argparse ``type`` for a folder that must exist."""
+    if not os.path.isdir(path):
+        raise argparse.ArgumentTypeError(f"no such folder: {path!r}")
+    return path
+
+
+def torch_device(name):
+    """argparse ``type``: a torch device name (cpu, cuda, cuda:1)."""
+    import torch
+
+    try:
+        return str(torch.device(name))
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"not a torch device: {name!r} (cpu, cuda, cuda:N)") from None

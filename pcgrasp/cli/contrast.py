@@ -13,7 +13,7 @@ pretraining runs data-parallel (DDP).
 import json
 import os
 
-from .common import load_cfg, with_config
+from .common import existing_file, load_cfg, with_config
 
 
 def register(sub):
@@ -23,7 +23,7 @@ def register(sub):
     p.set_defaults(func=cmd_pretrain)
     e = with_config(sub.add_parser("contrast-evaluate", help="feature-match recall of a backbone on held-out pairs"),
                     "contrast_demo")
-    e.add_argument("--backbone", default=None, help="backbone.pt (default: <train.out>/backbone.pt)")
+    e.add_argument("--backbone", default=None, type=existing_file, help="backbone.pt (default: <train.out>/backbone.pt)")
     e.add_argument("--split", default=None, help="scene split of the pairs (default: data.val_split)")
     e.set_defaults(func=cmd_evaluate)
     r = with_config(sub.add_parser("contrast-report", help="table.md + curves.png of a pretraining run's log"),

@@ -23,7 +23,7 @@ import json
 import os
 import time
 
-from .common import config_path, load_cfg, with_config
+from .common import config_path, existing_file, load_cfg, with_config
 
 FRAMES = (1, 16, 256)
 
@@ -200,7 +200,7 @@ def register(sub):
     t.add_argument("--frames", type=int, choices=FRAMES, default=256,
                    help="frames per training scene, of 256 (scaled onto the scenes' views by the config)")
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--backbone", default=None,
+    t.add_argument("--backbone", default=None, type=existing_file,
                    help="with --init graspcontrast: this backbone.pt (default: pretrain it with the config's "
                         "pretrain section when missing)")
     t.set_defaults(func=cmd_train)

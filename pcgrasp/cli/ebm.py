@@ -10,7 +10,7 @@ The synthetic default is generated under ``data.root`` when missing; point
 """
 import json
 
-from .common import existing_file, load_cfg, with_config
+from .common import existing_file, float_at_least, int_at_least, load_cfg, with_config
 
 
 def register(sub):
@@ -19,9 +19,9 @@ def register(sub):
     cmds = ebm.add_subparsers(dest="ebm_cmd", required=True)
     g = cmds.add_parser("generate", help="write the synthetic Dex-Net 2.0-layout dataset")
     g.add_argument("--out", default="data/dexnet")
-    g.add_argument("--images", type=int, default=200)
-    g.add_argument("--grasps-per-image", type=int, default=40)
-    g.add_argument("--noise-sigma", type=float, default=0.0, help="depth noise (m), 0 = none")
+    g.add_argument("--images", type=int_at_least(1), default=200)
+    g.add_argument("--grasps-per-image", type=int_at_least(1), default=40)
+    g.add_argument("--noise-sigma", type=float_at_least(0), default=0.0, help="depth noise (m), 0 = none")
     g.add_argument("--seed", type=int, default=0)
     g.add_argument("--quiet", action="store_true")
     with_config(cmds.add_parser("train", help="train one energy model (train.tau)"), "ebm_demo", resume=True)

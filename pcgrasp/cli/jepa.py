@@ -18,7 +18,7 @@ import math
 import os
 import time
 
-from .common import existing_file, load_cfg as _cfg, with_config
+from .common import existing_file, float_at_least, int_at_least, load_cfg as _cfg, with_config
 
 
 def metrics_table(results):
@@ -67,10 +67,10 @@ def register(sub):
     """Adds this pipeline's subcommands to the ``pcgrasp`` parser."""
     g = sub.add_parser("generate", help="write the synthetic grasp dataset")
     g.add_argument("--out", default="data/synthetic")
-    g.add_argument("--objects-per-category", type=int, default=40)
-    g.add_argument("--scenes-per-object", type=int, default=4)
-    g.add_argument("--grasps-per-scene", type=int, default=24)
-    g.add_argument("--pretrain-per-category", type=int, default=0,
+    g.add_argument("--objects-per-category", type=int_at_least(1), default=40)
+    g.add_argument("--scenes-per-object", type=int_at_least(1), default=4)
+    g.add_argument("--grasps-per-scene", type=int_at_least(1), default=24)
+    g.add_argument("--pretrain-per-category", type=int_at_least(0), default=0,
                    help="also write N meshes per category as a ShapeNet-style folder (<out>/pretrain); the procedural "
                    "pretraining set (data.pretrain_shapes) needs none")
     g.add_argument("--seed", type=int, default=0)
@@ -83,7 +83,7 @@ def register(sub):
     t = with_config(sub.add_parser("train", help="grasp fine-tuning"), "default", resume=True)
     t.add_argument("--init", choices=["jepa", "scratch"])
     t.add_argument("--head", choices=["wta", "mse"])
-    t.add_argument("--budget", type=float)
+    t.add_argument("--budget", type=float_at_least(0, strict=True))
     t.add_argument("--pack", choices=["A", "B"])
     t.add_argument("--seed", type=int)
     e = sub.add_parser("evaluate", help="metrics of a trained checkpoint")

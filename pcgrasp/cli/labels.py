@@ -14,6 +14,23 @@ AP of dumped grasps (graspnetAPI's layout: PRED/scene_<s:04d>/<camera>/<ann:04d>
 """
 import time
 
+from .common import existing_dir, int_at_least, torch_device
+
+
+def _check_scenes(root, scenes, camera):
+    """Before any work (and before Ray starts): the root's scene folders, with the camera's."""
+    import os
+
+    if not os.path.isdir(os.path.join(root, "scenes")):
+        raise ValueError(f"--root {root}: no scenes/ folder (a GraspNet-1B-layout root, e.g. from generate-scenes)")
+    for s in scenes:
+        d = os.path.join(root, "scenes", f"scene_{s:04d}")
+        if not os.path.isdir(d):
+            raise ValueError(f"--scenes: {d} does not exist")
+        if not os.path.isdir(os.path.join(d, camera)):
+            has = sorted(x for x in os.listdir(d) if os.path.isdir(os.path.join(d, x)))
+            raise ValueError(f"--camera {camera}: {d} has no such folder (it has: {', '.join(has) or 'none'})")
+
 
 def cmd_labels(a):
     from ..data.synthetic.scenes import parse_scene_ids
@@ -21,6 +38,7 @@ def cmd_labels(a):
 
     try:
         scenes = parse_scene_ids(a.scenes)
+        _check_scenes(a.root, scenes, a.camera)
         if a.view_step < 1:
             raise ValueError(f"--view-step must be >= 1, got {a.view_step}")
         views = None if a.view_step == 1 else list(range(0, 300, a.view_step))
@@ -53,6 +71,7 @@ def cmd_evaluate_grasps(a):
 
     try:
         scenes = parse_scene_ids(a.scenes)
+        _check_scenes(a.root, scenes, a.camera)
         t0 = time.time()
         r = evaluate_scenes(a.root, a.dump_dir, scenes, camera=a.camera, progress=not a.quiet, device=a.device)
     except (ValueError, FileNotFoundError) as e:
@@ -75,26 +94,26 @@ def register(sub):
     g = sub.add_parser("labels", help="grasp labels, collision labels and graspness (GraspNet-1B formats)")
     g.add_argument("--root", required=True, help="a GraspNet-1B-layout root (e.g. from generate-scenes)")
     g.add_argument("--scenes", default="0-99", help="scene ids, e.g. 0-99,130")
-    g.add_argument("--camera", default="realsense")
-    g.add_argument("--points", type=int, default=300, help="label points per object (voxel-downsampled)")
-    g.add_argument("--view-step", type=int, default=1,
+    g.add_argument("--camera", default="realsense", help="camera folder of the scenes (realsense, kinect)")
+    g.add_argument("--points", type=int_at_least(1), default=300, help="label points per object (voxel-downsampled)")
+    g.add_argument("--view-step", type=int_at_least(1), default=1,
                    help="every n-th of the 300 approach views (1: all, GraspNet-1B's grid; the subset is stored)")
     g.add_argument("--engine", choices=("auto", "ray", "serial"), default="auto",
                    help="auto: Ray when installed (pip install 'pcgrasp[scale]'), else serial")
     g.add_argument("--ray-address", default=None, help="an existing Ray cluster (default: a local Ray instance)")
-    g.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance")
-    g.add_argument("--retries", type=int, default=2, help="retries of a failed task")
-    g.add_argument("--device", default=None, help="torch device of the collision checks and kNN (default cpu)")
+    g.add_argument("--num-cpus", type=int_at_least(1), default=None, help="CPUs of the local Ray instance")
+    g.add_argument("--retries", type=int_at_least(0), default=2, help="retries of a failed task")
+    g.add_argument("--device", default=None, type=torch_device, help="torch device of the collision checks and kNN (default cpu)")
     g.add_argument("--quiet", action="store_true", help="no progress bars")
     g.set_defaults(func=cmd_labels)
 
     e = sub.add_parser("evaluate-grasps", help="graspnetAPI-style AP of dumped [N, 17] grasp arrays")
     e.add_argument("--root", required=True, help="the GraspNet-1B-layout root (models, scenes)")
-    e.add_argument("--dump-dir", required=True, help="PRED/scene_<s>/<camera>/<ann>.npy grasp arrays")
+    e.add_argument("--dump-dir", required=True, type=existing_dir, help="PRED/scene_<s>/<camera>/<ann>.npy grasp arrays")
     e.add_argument("--scenes", default="100-189", help="scene ids (splits: 100-129 seen, 130-159 similar, "
                                                         "160-189 novel)")
-    e.add_argument("--camera", default="realsense")
+    e.add_argument("--camera", default="realsense", help="camera folder of the scenes (realsense, kinect)")
     e.add_argument("--json", default=None, help="also write the APs to this JSON file")
-    e.add_argument("--device", default=None, help="torch device of the collision checks (default cpu)")
+    e.add_argument("--device", default=None, type=torch_device, help="torch device of the collision checks (default cpu)")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
     e.set_defaults(func=cmd_evaluate_grasps)

@@ -8,6 +8,8 @@ Finished scenes are skipped on a rerun; see pcgrasp.data.synthetic.scenes.
 """
 import time
 
+from .common import float_at_least, int_at_least
+
 SIZES = {
     "demo": {"scenes": "0-7,100-101,130-131,160-161", "views": 16, "width": 640, "height": 360},
     "full": {"scenes": "0-189", "views": 256, "width": 1280, "height": 720},
@@ -54,17 +56,17 @@ def register(sub):
                    help="defaults for --scenes/--views/--width/--height: demo (14 scenes, 16 views, 640x360) "
                         "or full (190 scenes, 256 views, 1280x720)")
     g.add_argument("--scenes", default=None, help="scene ids, e.g. 0-99,130 (GraspNet-1B numbering 0-189)")
-    g.add_argument("--views", type=int, default=None, help="annotations (camera views) per scene")
-    g.add_argument("--width", type=int, default=None)
-    g.add_argument("--height", type=int, default=None)
+    g.add_argument("--views", type=int_at_least(1), default=None, help="annotations (camera views) per scene")
+    g.add_argument("--width", type=int_at_least(1), default=None)
+    g.add_argument("--height", type=int_at_least(1), default=None)
     g.add_argument("--objects", default="3-10", help="objects per scene, LO-HI")
-    g.add_argument("--per-category", type=int, default=2, help="pool objects per category and split")
+    g.add_argument("--per-category", type=int_at_least(1), default=2, help="pool objects per category and split")
     g.add_argument("--user-meshes", default=None, help="folder of extra meshes (any trimesh format), used as seen")
-    g.add_argument("--user-scale", type=float, default=1.0, help="unit of the user meshes (0.001 for mm)")
+    g.add_argument("--user-scale", type=float_at_least(0, strict=True), default=1.0, help="unit of the user meshes (0.001 for mm)")
     g.add_argument("--noise", action="store_true", help="sensor-like depth noise (Gaussian + grazing dropout)")
-    g.add_argument("--noise-sigma", type=float, default=0.001, help="with --noise: Gaussian sigma in metres")
+    g.add_argument("--noise-sigma", type=float_at_least(0), default=0.001, help="with --noise: Gaussian sigma in metres")
     g.add_argument("--grazing-deg", type=float, default=80.0, help="with --noise: drop rays beyond this incidence")
     g.add_argument("--seed", type=int, default=0)
-    g.add_argument("--workers", type=int, default=1, help="processes rendering scenes in parallel")
+    g.add_argument("--workers", type=int_at_least(1), default=1, help="processes rendering scenes in parallel")
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.set_defaults(func=cmd_generate_scenes)

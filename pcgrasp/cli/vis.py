@@ -19,20 +19,9 @@ import math
 import os
 
 
-def _int_at_least(lo):
-    """An argparse type: an integer >= lo (the message names the bound)."""
-    def parse(s):
-        try:
-            v = int(s)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {s!r}") from None
-        if v < lo:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {lo}, got {s!r}")
-        return v
-    return parse
+from .common import int_at_least
 
-
-_positive_int, _nonneg_int = _int_at_least(1), _int_at_least(0)
+_positive_int, _nonneg_int = int_at_least(1), int_at_least(0)
 
 
 def _finite(s):
@@ -192,15 +181,11 @@ def _jepa(a):
 
     from ..data.grasps import GraspDataset
     from ..data.splits import load_manifest
+    from ..train.engine import read_checkpoint
     from ..train.jepa import build_grasp_model
     from ..vis import jepa_picture
 
-    try:
-        state = torch.load(a.checkpoint, map_location="cpu", weights_only=False)
-    except Exception as e:  # noqa: BLE001 - any unreadable file is a bad --checkpoint
-        raise ValueError(f"--checkpoint {a.checkpoint}: not a `pcgrasp train` model.pt ({e})") from None
-    if not isinstance(state, dict) or not {"model", "cfg", "train"} <= set(state):
-        raise ValueError(f"--checkpoint {a.checkpoint}: not a `pcgrasp train` model.pt (needs model, cfg, train)")
+    state = read_checkpoint(a.checkpoint, ("model", "cfg", "train"), "`pcgrasp train` model.pt (--checkpoint)")
     cfg, t = state["cfg"], state["train"]
     model = build_grasp_model({**cfg, "train": {**t, "init": "scratch"}}, "scratch", t["head"])
     model.load_state_dict(state["model"])

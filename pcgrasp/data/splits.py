@@ -28,6 +28,11 @@ def make_splits(object_ids, out_dir=None, split_seed=0, pack_seeds=None, budgets
     """Returns {(pack, budget): manifest dict}; writes <out_dir>/<pack>_<budget>.json."""
     pack_seeds = pack_seeds or {"A": 1, "B": 2}
     cats = _by_category(object_ids)
+    if not cats:
+        raise ValueError("no objects to split (the grasp root holds no recordings)")
+    if heldout_category is not None and heldout_category not in cats:
+        raise ValueError(f"heldout_category {heldout_category!r} is not a category of the objects "
+                         f"({', '.join(sorted(map(str, cats)))})")
     rng = np.random.default_rng(split_seed)
     val, test, pool, heldout = [], [], {}, []
     for cat, objs in cats.items():

@@ -21,12 +21,12 @@ import numpy as np
 import torch
 
 from .. import ops
-from ..data.graspnet import FramePairs, GraspNetScenes, augmentation
+from ..data.graspnet import SPLITS, FramePairs, GraspNetScenes, augmentation
 from ..losses import graspcontrast_loss
 from ..metrics import feature_match_recall
 from ..models import GraspContrast
 from ..models.minkunet import GSNET_PLANES
-from .engine import barrier, fit, pick_device, rank_zero_first, seed_everything, world
+from .engine import barrier, fit, pick_device, rank_zero_first, read_checkpoint, seed_everything, world
 
 
 # ---------------------------------------------------------------- data
@@ -242,7 +242,7 @@ def load_backbone(path, device="cpu"):
     with open(os.path.join(os.path.dirname(path), "backbone.json")) as f:
         meta = json.load(f)
     net = MinkUNet14D(meta["in_channels"], meta["out_channels"], tuple(meta["planes"]))
-    net.load_state_dict(torch.load(path, map_location=device, weights_only=True), strict=True)
+    net.load_state_dict(read_checkpoint(path, (), "backbone state dict", device, weights_only=True), strict=True)
     return net
 
 
@@ -251,14 +251,21 @@ def evaluate_backbone(cfg, path=None, split=None):
     ``backbone.pt`` (default: the run's), with the config's loss settings;
     also those of a randomly initialised backbone of the same shape (seeded)
     as the reference a pretraining should beat."""
+    check_config(cfg)
+    path = path or os.path.join(cfg["train"]["out"], "backbone.pt")
+    if not os.path.isfile(path):  # before any scenes are made
+        raise FileNotFoundError(f"backbone {path} does not exist (contrast-pretrain writes it)")
+    name = split or cfg["data"].get("val_split", "test")
+    if name not in SPLITS:
+        raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
     ensure_data(cfg, progress=False)
     device = pick_device(cfg.get("device", "auto"))
-    path = path or os.path.join(cfg["train"]["out"], "backbone.pt")
     val_ds = held_out(cfg, split)
     seed_everything(cfg.get("seed", 0))
     model = build_model(cfg).to(device)
     random_init = evaluate(model, val_ds, cfg, device)
-    model.backbone.load_state_dict(torch.load(path, map_location=device, weights_only=True), strict=True)
+    model.backbone.load_state_dict(read_checkpoint(path, (), "backbone state dict", device, weights_only=True),
+                                   strict=True)
     return {"backbone": path, "split": split or cfg["data"].get("val_split", "test"), "pairs": len(val_ds),
             "pretrained": evaluate(model, val_ds, cfg, device),
             "random_init": random_init}

@@ -28,7 +28,7 @@ import torch
 from ..data.graspnet import GraspNetScenes
 from ..data.synthetic.scenes import parse_scene_ids
 from ..models.gsnet import get_loss
-from .engine import fit, pick_device, rank_zero_first, seed_everything, world
+from .engine import fit, pick_device, rank_zero_first, read_checkpoint, seed_everything, world
 
 BUDGETS = (1, 16, 256)
 INITS = ("scratch", "graspcontrast", "graspcontrast_nofne")
@@ -325,9 +325,7 @@ def load_detector(path, device="cpu"):
         path = os.path.join(path, "model.pt")
     if not os.path.exists(path):
         raise FileNotFoundError(f"checkpoint {path} does not exist (pcgrasp train-detector writes it)")
-    state = torch.load(path, map_location=device, weights_only=False)
-    if not isinstance(state, dict) or "model" not in state or "model_cfg" not in state:
-        raise ValueError(f"{path} is not a train-detector model.pt (needs 'model' and 'model_cfg')")
+    state = read_checkpoint(path, ("model", "model_cfg"), "train-detector model.pt", device)
     model = build_model(state["model_cfg"])
     model.load_state_dict(state["model"], strict=True)
     return model.to(device).eval()

@@ -14,7 +14,7 @@ from ..data.dexnet import DexNetDataset, image_split
 from ..losses import energy_nce_loss
 from ..metrics import energy_alignment, mean_sd
 from ..models import GraspEnergyModel
-from .engine import BEST, check_early_stop, fit, logged_values, pick_device, seed_everything, world
+from .engine import BEST, check_early_stop, check_stage, fit, logged_values, pick_device, read_checkpoint, seed_everything, world
 
 
 GENERATED = "synthetic_dexnet.json"  # written by ensure_data beside the data it generates
@@ -146,6 +146,8 @@ def _average_ranks(x):
 
 def train(cfg, resume=False, run_dir=None, progress=True):
     """Trains one energy model at ``train.tau``; returns (run_dir, val metrics)."""
+    check_stage(cfg, "train")
+    check_early_stop(cfg["train"].get("early_stop"))
     t = cfg["train"]
     seed = cfg.get("seed", 0)
     seed_everything(seed)
@@ -187,7 +189,7 @@ def train(cfg, resume=False, run_dir=None, progress=True):
 
 
 def load_model(path, device="cpu"):
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path, ("cfg", "model"), "`pcgrasp ebm train` model.pt")
     model = build_model(state["cfg"])
     model.load_state_dict(state["model"])
     return model.to(device).eval(), state["cfg"]
@@ -206,6 +208,11 @@ def sweep(cfg, progress=True, log=print):
     if seeds is not None and (not isinstance(seeds, list) or not seeds or
                               any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in seeds)):
         raise ValueError(f"sweep.seeds must be a non-empty list of integers >= 0, got {seeds!r}")
+    taus = s.get("taus")
+    if not isinstance(taus, list) or not taus or any(
+            isinstance(x, bool) or not isinstance(x, (int, float)) or not math.isfinite(x) or x <= 0 for x in taus):
+        raise ValueError(f"sweep.taus must be a non-empty list of numbers > 0, got {taus!r}")
+    check_stage(cfg, "train")
     check_early_stop(cfg["train"].get("early_stop"))
     rows = []
     # seed-major: an interrupted sweep has whole tau curves for its first seeds

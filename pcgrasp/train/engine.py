@@ -242,6 +242,23 @@ def save_checkpoint(path, model, opt, sched, epoch, step, loader_rng, device=Non
     os.replace(tmp, path)
 
 
+def read_checkpoint(path, keys=(), what="pcgrasp checkpoint", map_location="cpu", weights_only=False):
+    """``torch.load(path)``, a dict holding ``keys``. A missing file is an OSError; a file that is
+    not such a checkpoint (empty, truncated, another format, other keys) a ValueError naming the
+    path, instead of an unpickling traceback."""
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=weights_only)
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the loader raises, the file is unreadable
+        why = " ".join(f"{type(e).__name__}: {e}".split())
+        raise ValueError(f"{path} is not a readable {what} ({why[:200]})") from None
+    missing = [k for k in keys if not isinstance(state, dict) or k not in state]
+    if missing:
+        raise ValueError(f"{path} is not a {what}: it lacks {', '.join(map(repr, missing))}")
+    return state
+
+
 def load_checkpoint(path, model, opt, sched, loader_rng, device, generators=None):
     """Restores a ``save_checkpoint`` file in place (``generators`` too, by
     name; a checkpoint without one leaves it as it is); returns (epoch, step).
@@ -249,7 +266,7 @@ def load_checkpoint(path, model, opt, sched, loader_rng, device, generators=None
     The file is read onto the CPU: the RNG states must stay CPU byte tensors
     (``set_rng_state`` rejects device tensors), and ``load_state_dict`` copies
     weights and optimiser state onto the parameters' device itself."""
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path, ("model", "opt", "sched", "loader_rng"), "training checkpoint (last.pt)")
     model.load_state_dict(state["model"])
     opt.load_state_dict(state["opt"])
     sched.load_state_dict(state["sched"])
@@ -280,6 +297,33 @@ def make_schedule(name, total, warmup, steps_per_epoch=1, decay=0.95):
 # ---------------------------------------------------------------- early stopping
 EARLY_STOP_KEYS = {"metric", "mode", "patience", "window", "min_delta", "min_epochs", "restore_best"}
 BEST = "best.pt"  # restore_best: the model at the best epoch of the rule, in the run folder
+
+
+# The settings every training stage may hold, checked before any data are made or loaded.
+_STAGE_RULES = {
+    "epochs": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "batch_size": (lambda v: isinstance(v, int) and v >= 1, "an integer >= 1"),
+    "steps": (lambda v: v is None or (isinstance(v, int) and v >= 1), "an integer >= 1 (or null)"),
+    "warmup_epochs": (lambda v: isinstance(v, int) and v >= 0, "an integer >= 0"),
+    "weight_decay": (lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v >= 0, "a number >= 0"),
+    "clip": (lambda v: v is None or (isinstance(v, (int, float)) and math.isfinite(v) and v > 0),
+             "a number > 0 (or null)"),
+    "tau": (lambda v: isinstance(v, (int, float)) and math.isfinite(v) and v > 0, "a number > 0"),
+}
+
+
+def check_stage(cfg, section):
+    """ValueError naming ``section.key`` unless the section is a mapping whose epochs, batch size,
+    steps, warm-up, weight decay, clip, tau and learning rates (``lr``, ``lr_*``) are in range."""
+    st = cfg.get(section)
+    if not isinstance(st, dict):
+        raise ValueError(f"config needs a '{section}' section")
+    for key, v in st.items():
+        rule = _STAGE_RULES.get(key)
+        if rule is None and (key == "lr" or key.startswith("lr_")):
+            rule = (lambda x: isinstance(x, (int, float)) and math.isfinite(x) and x >= 0, "a number >= 0")
+        if rule is not None and (isinstance(v, bool) or not rule[0](v)):
+            raise ValueError(f"{section}.{key} must be {rule[1]}, got {v!r}")
 
 
 def check_early_stop(spec, name="train.early_stop"):
@@ -450,7 +494,7 @@ def fit(model, loss_fn, dataset, cfg_stage, run_dir, param_groups, seed, device,
             barrier()  # rank 0 wrote best.pt
         path = os.path.join(run_dir, BEST)
         if os.path.exists(path):
-            model.load_state_dict(torch.load(path, map_location=device, weights_only=False)["model"])
+            model.load_state_dict(read_checkpoint(path, ("model",), "best-epoch checkpoint", device)["model"])
 
     if es is not None and should_stop():  # a resumed run that had already stopped
         restore_best()

@@ -16,7 +16,7 @@ from ..eval.probe import elongation, probe_report
 from ..metrics import grasp_joint_metrics
 from ..models import GraspModel, PointEncoder, PointJEPA, ema_momentum
 from ..models.jepa import MASKING_DEFAULTS, check_masking
-from .engine import fit, pick_device, seed_everything, world
+from .engine import check_stage, fit, pick_device, read_checkpoint, seed_everything, world
 
 
 def encoder_kwargs(m):
@@ -114,6 +114,7 @@ def pretrain(cfg, resume=False, progress=True):
     aug = CloudAugmentation.from_config(cfg.get("pretrain", {}).get("augment"))  # None: clouds as generated
     tview = CloudAugmentation.from_config(cfg.get("pretrain", {}).get("target_view"), "pretrain.target_view")
     canon = canonicaliser(cfg)
+    check_stage(cfg, "pretrain")
     build_jepa(cfg)  # a bad model / target / masking setting fails here, before any data are made
     seed_everything(cfg.get("seed", 0))
     ensure_data(cfg)
@@ -254,7 +255,7 @@ def build_grasp_model(cfg, init=None, head=None):
     init, head = init or t.get("init", "jepa"), head or t.get("head", "wta")
     enc = PointEncoder(**encoder_kwargs(m))
     if init == "jepa":
-        state = torch.load(t["pretrained"], map_location="cpu", weights_only=False)
+        state = read_checkpoint(t["pretrained"], ("encoder",), "Point-JEPA pretraining checkpoint (train.pretrained)")
         enc.load_state_dict(state["encoder"])
     elif init != "scratch":
         raise ValueError(f"train.init must be 'jepa' or 'scratch', got {init!r}")
@@ -295,7 +296,11 @@ def finetune(cfg, resume=False, run_dir=None, progress=True, train_objects=None)
     ``train.epochs`` (epochs = ceil(steps / batches per epoch)), so every
     budget gets the same compute; ``train.eval_each_epoch: false`` skips the
     per-epoch validation log."""
+    check_stage(cfg, "train")
     t = dict(cfg["train"])
+    b = t.get("budget", 1.0)
+    if isinstance(b, bool) or not isinstance(b, (int, float)) or not 0 < b <= 1:
+        raise ValueError(f"train.budget must be a fraction in (0, 1], got {b!r}")
     t.setdefault("seed", cfg.get("seed", 0))
     seed_everything(t["seed"])
     ensure_data(cfg)
@@ -334,7 +339,7 @@ def finetune(cfg, resume=False, run_dir=None, progress=True, train_objects=None)
 
 
 def evaluate_checkpoint(path, split="test", device="auto"):
-    state = torch.load(path, map_location="cpu", weights_only=False)
+    state = read_checkpoint(path, ("cfg", "train", "model"), "`pcgrasp train` model.pt")
     cfg, t = state["cfg"], state["train"]
     model = build_grasp_model({**cfg, "train": {**t, "init": "scratch"}}, "scratch", t["head"])
     model.load_state_dict(state["model"])

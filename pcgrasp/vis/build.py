@@ -256,8 +256,13 @@ def object_labels_picture(path, top_k=100, max_friction=None, with_collision=Fal
         raise FileNotFoundError(f"no grasp label file {path}")
     if top_k is not None and (isinstance(top_k, bool) or int(top_k) != top_k or top_k < 1):
         raise ValueError(f"top_k must be an integer >= 1, got {top_k!r}")
-    with np.load(path) as z:
-        labels = {k: z[k] for k in z.files}
+    try:
+        with np.load(path) as z:
+            labels = {k: z[k] for k in z.files}
+    except Exception as e:  # noqa: BLE001 - empty, truncated, pickled or not an .npz at all
+        raise ValueError(f"{path} is not a readable grasp label .npz ({' '.join(str(e).split())[:160]})") from None
+    if not isinstance(labels, dict) or "points" not in labels:
+        raise ValueError(f"{path} is not a grasp label file (pcgrasp labels writes grasp_label/<obj>_labels.npz)")
     g, mu, p = label_grasps(labels, with_collision)
     pts = np.asarray(labels["points"], np.float64)
     keep = np.ones(len(g), bool) if max_friction is None else mu <= float(max_friction) + 1e-9

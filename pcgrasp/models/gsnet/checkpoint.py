@@ -21,7 +21,12 @@ def _check_state(own, state, path, what, hint):
 
 
 def _load(path, map_location):
-    ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except OSError:
+        raise
+    except Exception as e:  # noqa: BLE001 - whatever the loader raises, the file is unreadable
+        raise ValueError(f"{path} is not a readable checkpoint ({' '.join(str(e).split())[:200]})") from None
     if not isinstance(ckpt, dict):
         raise ValueError(f"{path}: expected a state_dict or checkpoint dict, got {type(ckpt).__name__}")
     return ckpt

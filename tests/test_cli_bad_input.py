@@ -64,7 +64,7 @@ CASES = [
     (("ebm", "train", "train.tau=-1"), "train.tau"),
     (("ebm", "sweep", "sweep.taus=[1, abc]"), "sweep.taus"),
     (("contrast-evaluate", "--backbone", "{d}/nope.pt"), "--backbone"),
-    (("contrast-evaluate", "--backbone", "{d}/full.pt", "--split", "bogus"), "split"),
+    (("contrast-evaluate", "--split", "bogus"), "split"),
     (("train-detector", "--init", "graspcontrast", "--backbone", "{d}/nope.pt"), "--backbone"),
     # options
     (("generate", "--objects-per-category", "-1"), "--objects-per-category"),
@@ -117,3 +117,36 @@ def test_overrides_keep_their_types(tmp_path):
         with pytest.raises(ValueError, match=key):
             apply_overrides(cfg, [bad])
     assert cfg["train"]["lr"] == 1.0e-4  # the config itself is not changed
+
+
+LATE = [  # refused before scenes, labels or frames are made / evaluated (each used to start work)
+    (("generate-scenes", "--user-meshes", "{d}/nope", "--out", "gs"), "--user-meshes"),
+    (("contrast-evaluate", "--backbone", "{d}/empty.pt"), "empty.pt"),
+    (("train-detector", "--init", "graspcontrast", "--backbone", "{d}/garbage.pt"), "garbage.pt"),
+]
+
+
+@pytest.mark.parametrize("args, names", LATE, ids=[a[0] for a, _ in LATE])
+def test_unreadable_inputs_are_refused_before_any_work(files, tmp_path, monkeypatch, capsys, args, names):
+    test_bad_input_is_one_line_naming_it_and_starts_nothing(files, tmp_path, monkeypatch, capsys, args, names)
+
+
+def test_evaluate_grasps_checks_every_dump_file_before_evaluating(files, tmp_path, monkeypatch, capsys):
+    """An incomplete dump folder is one line naming the first missing file (and how many more),
+    before any frame is evaluated (it used to fail after the first frames, with progress bars)."""
+    import pcgrasp.eval.grasp_ap as ap
+
+    class Scenes:  # two scenes of two frames; the dump has only one of the four files
+        def __init__(self, root, **kw):
+            self.scene_ids = kw["scene_ids"]
+
+        def camera_poses(self, s):
+            return [0, 1]
+
+    monkeypatch.setattr("pcgrasp.data.graspnet.GraspNetScenes", Scenes)
+    monkeypatch.setattr(ap, "eval_frame", lambda *a, **k: pytest.fail("a frame was evaluated"))
+    dump = tmp_path / "dump"
+    (dump / "scene_0100" / "realsense").mkdir(parents=True)
+    np.save(dump / "scene_0100" / "realsense" / "0000.npy", np.zeros((0, 17)))
+    with pytest.raises(FileNotFoundError, match=r"scene_0100/realsense/0001.npy \(and 2 more\)"):
+        ap.evaluate_scenes(str(files / "root"), str(dump), [100, 101])

@@ -57,6 +57,13 @@ def cmd_train(a):
         _fail("train-detector", "--backbone is only used with --init graspcontrast")
     if a.backbone is not None and not os.path.exists(a.backbone):
         _fail("train-detector", f"--backbone {a.backbone} does not exist")
+    if a.backbone is not None:  # readable, before any scenes or labels are made
+        from ..train.engine import read_checkpoint
+
+        try:
+            read_checkpoint(a.backbone, (), "backbone checkpoint (--backbone)", weights_only=True)
+        except ValueError as e:
+            _fail("train-detector", e)
     try:
         run = detector.train_detector(cfg, a.init, a.frames, a.seed, backbone=a.backbone, resume=a.resume,
                                       progress=not a.quiet)

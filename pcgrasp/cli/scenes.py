@@ -8,7 +8,7 @@ Finished scenes are skipped on a rerun; see pcgrasp.data.synthetic.scenes.
 """
 import time
 
-from .common import float_at_least, int_at_least
+from .common import existing_dir, float_at_least, int_at_least
 
 SIZES = {
     "demo": {"scenes": "0-7,100-101,130-131,160-161", "views": 16, "width": 640, "height": 360},
@@ -61,7 +61,7 @@ def register(sub):
     g.add_argument("--height", type=int_at_least(1), default=None)
     g.add_argument("--objects", default="3-10", help="objects per scene, LO-HI")
     g.add_argument("--per-category", type=int_at_least(1), default=2, help="pool objects per category and split")
-    g.add_argument("--user-meshes", default=None, help="folder of extra meshes (any trimesh format), used as seen")
+    g.add_argument("--user-meshes", default=None, type=existing_dir, help="folder of extra meshes (any trimesh format), used as seen")
     g.add_argument("--user-scale", type=float_at_least(0, strict=True), default=1.0, help="unit of the user meshes (0.001 for mm)")
     g.add_argument("--noise", action="store_true", help="sensor-like depth noise (Gaussian + grazing dropout)")
     g.add_argument("--noise-sigma", type=float_at_least(0), default=0.001, help="with --noise: Gaussian sigma in metres")

@@ -54,6 +54,7 @@ Where pcgrasp keeps its own exact geometry instead of graspnetAPI's numerics
 - a frame without grasps scores 0 (graspnetAPI raises).
 """
 import functools
+import os
 
 import numpy as np
 import torch
@@ -303,18 +304,14 @@ def eval_frame(grasps, meshes, poses, camera_pose, top_k=TOP_K, per_object=PER_O
 
 def dump_path(dump_dir, scene_id, ann_id, camera="realsense"):
     """graspnetAPI's dump layout: ``<dump_dir>/scene_<s:04d>/<camera>/<ann:04d>.npy``."""
-    import os
-
     return os.path.join(dump_dir, f"scene_{int(scene_id):04d}", camera, f"{int(ann_id):04d}.npy")
 
 
 def read_dump(dump_dir, scene_id, camera, ann_id):
     """A frame's dumped [N, 17] array (``dump_path``)."""
-    import os
-
     path = dump_path(dump_dir, scene_id, ann_id, camera)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"evaluate-grasps: missing grasp file {path}")
+        raise FileNotFoundError(f"missing grasp file {path}")
     return check_grasp_array(np.load(path), name=path)
 
 
@@ -332,6 +329,11 @@ def evaluate_scenes(root, dump_dir, scene_ids, camera="realsense", anns=None, pr
     ds = GraspNetScenes(root, split="all", camera=camera, num_points=None, scene_ids=list(scene_ids))
     per_scene = {}
     frames = [(s, a) for s in ds.scene_ids for a in (range(len(ds.camera_poses(s))) if anns is None else anns)]
+    missing = [dump_path(dump_dir, s, a, camera) for s, a in frames
+               if not os.path.exists(dump_path(dump_dir, s, a, camera))]
+    if missing:  # before any frame is evaluated
+        raise FileNotFoundError(f"missing grasp file {missing[0]}"
+                                + (f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""))
     points, models = {}, {}  # meshes and model points per object, loaded once
     for s, a in tqdm(frames, desc="evaluate", disable=not progress):
         obj_ids, obj_poses, camera_pose = frame_meta(ds, s, a)

@@ -252,20 +252,20 @@ def evaluate_backbone(cfg, path=None, split=None):
     also those of a randomly initialised backbone of the same shape (seeded)
     as the reference a pretraining should beat."""
     check_config(cfg)
-    path = path or os.path.join(cfg["train"]["out"], "backbone.pt")
-    if not os.path.isfile(path):  # before any scenes are made
-        raise FileNotFoundError(f"backbone {path} does not exist (contrast-pretrain writes it)")
     name = split or cfg["data"].get("val_split", "test")
     if name not in SPLITS:
         raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {name!r}")
+    path = path or os.path.join(cfg["train"]["out"], "backbone.pt")
+    if not os.path.isfile(path):  # before any scenes are made
+        raise FileNotFoundError(f"backbone {path} does not exist (contrast-pretrain writes it)")
+    state = read_checkpoint(path, (), "backbone state dict", weights_only=True)
     ensure_data(cfg, progress=False)
     device = pick_device(cfg.get("device", "auto"))
     val_ds = held_out(cfg, split)
     seed_everything(cfg.get("seed", 0))
     model = build_model(cfg).to(device)
     random_init = evaluate(model, val_ds, cfg, device)
-    model.backbone.load_state_dict(read_checkpoint(path, (), "backbone state dict", device, weights_only=True),
-                                   strict=True)
+    model.backbone.load_state_dict(state, strict=True)
     return {"backbone": path, "split": split or cfg["data"].get("val_split", "test"), "pairs": len(val_ds),
             "pretrained": evaluate(model, val_ds, cfg, device),
             "random_init": random_init}

@@ -162,8 +162,8 @@ void fps_cloud_vanilla(const T* pts, int64_t n, int64_t D, int64_t m, int64_t st
 // the root holds the global max with the lowest original index: the vanilla
 // rule. Selected points hold -1 < any bound; the leaf of the point selected
 // last step is always revisited (its mind became -1 after the tree was
-// updated). The inputs must be finite (checked before the build; otherwise the
-// vanilla path runs), so no NaN appears: differences may overflow to inf,
+// updated). The inputs are finite (farthest_point_sample_cpu refuses others
+// before any cloud is sampled), so no NaN appears: differences may overflow to inf,
 // which the argument above covers. -ffp-contract=off keeps the compiler from
 // fusing the bound's or the points' multiply-adds.
 template <typename T, int D>
@@ -337,15 +337,11 @@ void bucket_visit(BucketTree<T, D>& t, int64_t id, const T* c, int64_t sp) {
   bucket_pull(t, nd, l, r);
 }
 
-// Returns false (nothing written) when a coordinate is not finite: the caller
-// then runs the vanilla path (the contract asks for finite points).
+// Always true (nothing to refuse: the caller checked the points are finite).
 template <typename T, int D>
 bool fps_cloud_bucket_d(const T* pts, int64_t n, int64_t m, int64_t start, int64_t* out,
                         bool parallel, int64_t leaf) {
-  bool finite = true;
-  for (int64_t i = 0; i < n * D; ++i) finite &= std::isfinite(pts[i]);
-  if (!finite) return false;
-  BucketTree<T, D> t;
+  BucketTree<T, D> t;  // the points are finite: farthest_point_sample_cpu checked them
   t.n = n;
   // 1. Z-order, then the tree of its cells
   std::vector<uint64_t> kv(n);
@@ -523,14 +519,6 @@ at::Tensor farthest_point_sample_cpu(const at::Tensor& points_in, const at::Tens
   const at::Tensor start = given ? start_in->contiguous() : at::zeros({B}, lengths.options());
   at::Tensor idx = at::full({B, K}, -1, points.options().dtype(at::kLong));
   if (B == 0 || K == 0) return idx;
-  // The Python check refuses non-finite points unless value checks are off; here the check is one
-  // cheap pass and always runs: NaN distances would break the running minimum (update3 is built
-  // finite-math-only) and could select a point twice or past the cloud.
-  if (N > 0) {
-    const at::Tensor valid = at::arange(N, lengths.options()).unsqueeze(0) < lengths.unsqueeze(1);
-    const bool bad = ((~at::isfinite(points)).any(-1) & valid).any().item<bool>();
-    TORCH_CHECK_VALUE(!bad, "points must be finite (a NaN or inf coordinate in a cloud's valid points)");
-  }
   const int64_t* len = lengths.data_ptr<int64_t>();
   const int64_t* cnt = counts.data_ptr<int64_t>();
   const int64_t* st = start.data_ptr<int64_t>();
@@ -539,6 +527,19 @@ at::Tensor farthest_point_sample_cpu(const at::Tensor& points_in, const at::Tens
   const bool inner = B < at::get_num_threads();
   AT_DISPATCH_FLOATING_TYPES(points.scalar_type(), "farthest_point_sample_cpu", [&] {
     const scalar_t* p = points.data_ptr<scalar_t>();
+    // The Python check refuses non-finite points unless value checks are off; this one always runs
+    // (a pass over the valid points, ~1 % of a large cloud's sampling): NaN distances would break
+    // the running minimum (update3 is built finite-math-only) and select a point twice or past the
+    // cloud. x - x is 0 for a finite x and NaN otherwise, and the loop vectorises.
+    bool finite = true;
+    for (int64_t b = 0; b < B && finite; ++b) {
+      const scalar_t* q = p + b * N * D;
+      const int64_t e = clamp_len(len[b], N) * D;
+      bool ok = true;
+      for (int64_t i = 0; i < e; ++i) ok &= (q[i] - q[i]) == scalar_t(0);
+      finite = ok;
+    }
+    TORCH_CHECK_VALUE(finite, "points must be finite (a NaN or inf coordinate in a cloud's valid points)");
     auto run = [&](int64_t b) {
       const int64_t n = clamp_len(len[b], N);
       const int64_t m = std::min(std::min(std::max<int64_t>(cnt[b], 0), K), n);

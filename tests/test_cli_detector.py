@@ -3,6 +3,7 @@ message naming the argument, ``pcgrasp demo detection`` reaches the detector's
 demo while ``pcgrasp demo`` stays the Point-JEPA one, and the commands pass
 their arguments through."""
 import pytest
+import torch
 
 from pcgrasp.cli import detector as cli_detector
 from pcgrasp.cli import jepa as cli_jepa
@@ -88,7 +89,7 @@ def test_train_detector_passes_its_arguments(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setattr(D, "train_detector", fake)
     bb = tmp_path / "backbone.pt"
-    bb.write_bytes(b"")
+    torch.save({}, bb)  # read before any work: it must be a readable checkpoint
     assert main(["train-detector", "--init", "graspcontrast", "--frames", "16", "--seed", "3", "--backbone", str(bb),
                  "--resume", "--quiet", "train.epochs=2"]) == 0
     assert capsys.readouterr().out.strip() == "RUN"

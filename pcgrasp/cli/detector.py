@@ -55,8 +55,6 @@ def cmd_train(a):
         _fail("train-detector", f"--seed must be >= 0, got {a.seed}")
     if a.backbone is not None and a.init == "scratch":
         _fail("train-detector", "--backbone is only used with --init graspcontrast")
-    if a.backbone is not None and not os.path.exists(a.backbone):
-        _fail("train-detector", f"--backbone {a.backbone} does not exist")
     if a.backbone is not None:  # readable, before any scenes or labels are made
         from ..train.engine import read_checkpoint
 

@@ -39,8 +39,6 @@ def cmd_labels(a):
     try:
         scenes = parse_scene_ids(a.scenes)
         _check_scenes(a.root, scenes, a.camera)
-        if a.view_step < 1:
-            raise ValueError(f"--view-step must be >= 1, got {a.view_step}")
         views = None if a.view_step == 1 else list(range(0, 300, a.view_step))
         t0 = time.time()
         s = generate_labels(a.root, scenes, camera=a.camera, num_points=a.points, views=views, engine=a.engine,

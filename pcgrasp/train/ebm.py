@@ -159,7 +159,6 @@ def train(cfg, resume=False, run_dir=None, progress=True):
     model.set_normalization(train_ds.crops, train_ds.grasps)
     run_dir = run_dir or os.path.join(t["out"], f"tau_{t['tau']:g}")
     stage = {"schedule": "constant", **t}
-    check_early_stop(t.get("early_stop"))
     fit(model, nce_loss(t["tau"]), train_ds, stage, run_dir,
         [{"params": model.parameters(), "lr": t.get("lr", 1e-4)}], seed, device, resume,
         eval_fn=lambda: evaluate(model, val_ds, device, t["batch_size"], t["tau"], seed), desc=f"ebm tau={t['tau']:g}",

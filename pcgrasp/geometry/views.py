@@ -17,6 +17,8 @@ A 6-DoF parallel-jaw grasp at a point is indexed by (view, angle, depth):
 import numpy as np
 import torch
 
+from .. import ops
+
 NUM_VIEWS = 300
 NUM_ANGLES = 12
 NUM_DEPTHS = 4
@@ -75,12 +77,8 @@ def grasp_rotations(views=None):
 
 def grasp_views(num_view=300, device=None, dtype=torch.float32):
     """graspnetAPI's Fibonacci views as a [num_view, 3] tensor (GSNet's ``generate_grasp_views``).
-    To a GPU through pinned memory without blocking (a pageable copy waits for the stream)."""
-    t = torch.as_tensor(generate_views(num_view), dtype=dtype)
-    device = t.device if device is None else torch.device(device)
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
+    To a GPU through pinned memory without blocking (``ops.host_to_device``)."""
+    return ops.host_to_device(generate_views(num_view), "cpu" if device is None else device, dtype)
 
 
 def batch_viewpoint_params_to_matrix(towards, angle):

@@ -17,6 +17,7 @@ from .point_info_nce import point_info_nce
 from .ragged import masked_to_padded, packed_to_padded, padded_to_packed
 from .sequencer import nearest_neighbor_order
 from .sparse_conv import sparse_conv_pairs, sparse_conv_weight_grad, transpose_kernel_map
+from .transfer import host_to_device
 from .voxelize import voxelize
 
 __all__ = [
@@ -46,4 +47,5 @@ __all__ = [
     "masked_to_padded",
     "padded_to_packed",
     "packed_to_padded",
+    "host_to_device",
 ]

@@ -8,6 +8,7 @@ they write to -- the order :func:`pcgrasp.ops.kernel_map` returns.
 import torch
 
 from . import _checks as C
+from .transfer import host_to_device
 
 __all__ = ["sparse_conv_pairs", "sparse_conv_weight_grad", "transpose_kernel_map"]
 
@@ -34,15 +35,6 @@ def _pairs(in_idx, out_idx, counts, like):
         C.same_device(t, like, n, "features")
 
 
-def _to_device(values, device):
-    """A small host list as an int64 tensor on ``device``; to a GPU through pinned memory and a
-    non-blocking copy (a pageable copy would wait for the whole stream: a host sync)."""
-    t = torch.tensor(values, dtype=torch.int64)
-    if device.type == "cuda":
-        return t.pin_memory().to(device, non_blocking=True)
-    return t.to(device)
-
-
 def _map_problem(in_idx, out_idx, counts, n_in, n_out, identity, sorted_groups):
     """What is wrong with the pairs' values, on any device, with one host read: None, or
     (exception type, message) for an index out of range or, with ``sorted_groups``, an offset's
@@ -51,7 +43,7 @@ def _map_problem(in_idx, out_idx, counts, n_in, n_out, identity, sorted_groups):
     if P == 0:
         return None
     group = torch.repeat_interleave(torch.arange(len(counts), device=in_idx.device),
-                                    _to_device(counts, in_idx.device), output_size=P)
+                                    host_to_device(counts, in_idx.device, torch.int64), output_size=P)
     read = group != identity
     flags = [(((in_idx < 0) | (in_idx >= n_in)) & read).any(),
              (((out_idx < 0) | (out_idx >= n_out)) & read).any()]
@@ -173,7 +165,7 @@ def transpose_kernel_map(in_idx, out_idx, counts, n_in):
     if in_idx.numel() == 0:
         return in_idx, out_idx
     group = torch.repeat_interleave(torch.arange(len(counts), device=in_idx.device),
-                                    _to_device(counts, in_idx.device), output_size=in_idx.numel())
+                                    host_to_device(counts, in_idx.device, torch.int64), output_size=in_idx.numel())
     order = torch.sort(group * max(int(n_in), 1) + in_idx, stable=True).indices
     return in_idx[order], out_idx[order]
 

@@ -77,13 +77,6 @@ def _objects(end_points, B):
     return out
 
 
-def _host_ints(values, dev):
-    """Host ints as an int64 tensor on ``dev``; to a GPU through pinned memory without blocking
-    (a pageable copy makes the host wait for the stream)."""
-    t = torch.tensor(values, dtype=torch.int64)
-    return t.pin_memory().to(dev, non_blocking=True) if dev.type == "cuda" else t.to(dev)
-
-
 def _outside_autocast(fn):
     """Runs ``fn`` with autocast off: label assignment transforms label points and
     matches views with matmuls, which autocast would run in bf16 (~1 mm label error on a
@@ -125,7 +118,7 @@ def process_grasp_labels(end_points, num_view=300):
     # 1) view matching for every object at once: template view j <- the object's label view
     #    whose rotated direction is nearest (ops.knn among the object's views)
     vcounts = [o[3].shape[1] for o in objs]
-    vcount = _host_ints(vcounts, dev)
+    vcount = ops.host_to_device(vcounts, dev, torch.int64)
     Vmax = max(vcounts) if O else 1
     obj_views = torch.zeros((O, Vmax), dtype=torch.int64, device=dev)      # label view slot -> template index
     rotated = torch.zeros((O, Vmax, 3), dtype=dt, device=dev)
@@ -199,7 +192,7 @@ def process_grasp_labels(end_points, num_view=300):
         packed_s.append(sc.to(device=dev, dtype=dt).reshape(n * V, A, D))
         packed_w.append(wd.to(device=dev, dtype=dt).reshape(n * V, A, D))
     with ops.data_checks(False):
-        _, nn = ops.knn(seeds.contiguous(), label_pts, 1, lengths=_host_ints(count_list, dev))
+        _, nn = ops.knn(seeds.contiguous(), label_pts, 1, lengths=ops.host_to_device(count_list, dev, torch.int64))
     nn = nn[..., 0]                                                                    # [B, M], -1 without labels
     has = nn >= 0
     nn = nn.clamp_min(0)
@@ -211,7 +204,7 @@ def process_grasp_labels(end_points, num_view=300):
     if O:
         slot = view_slot[g]                                                             # [B, M, V]
         V_g = vcount[g]
-        flat = _host_ints(flat_start, dev)[g].unsqueeze(-1) + row.unsqueeze(-1) * V_g.unsqueeze(-1) + slot
+        flat = ops.host_to_device(flat_start, dev, torch.int64)[g].unsqueeze(-1) + row.unsqueeze(-1) * V_g.unsqueeze(-1) + slot
         flat = torch.where(has.unsqueeze(-1), flat, torch.zeros_like(flat))
         PS, PW = torch.cat(packed_s), torch.cat(packed_w)
         scores = PS[flat]                                                               # [B, M, V, A, D]

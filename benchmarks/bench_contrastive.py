@@ -7,7 +7,7 @@ Cases: cross-view correspondences and radius pairs (two views of 20000 points,
 eps = 1.5 x 5 mm, rigid transforms applied on the fly) against a brute-force
 cdist, scipy cKDTree and an Open3D KD-tree loop (PointContrast style);
 PointInfoNCE with FNE at M in {4096, 16384}, C = 512 (time and peak memory)
-against the naive M x M version; voxelize B=4, N=20000 at 5 mm against NumPy
+against the naive M x M version; voxelize B=4, N=20000 at 5 mm (and one 0.92M-point frame at 2 mm) against NumPy
 unique and MinkowskiEngine; cylinder query B=4, M=1024, N=20000, k in {16, 64}
 against a chunked PyTorch brute force; the sequencer B=512, G=64 against the
 G-step PyTorch loop. --large adds M=16384 InfoNCE on CPU (minutes, GiBs).
@@ -198,6 +198,14 @@ def cases(device, quick, large):
         c["peers"]["MinkowskiEngine sparse_quantize (CPU)"] = lambda: [
             ME.utils.sparse_quantize(vcpu[b], quantization_size=0.005, return_index=True, return_inverse=True)
             for b in range(4)]
+    out.append(c)
+    # one full-resolution depth frame's cloud (1280 x 720 ~ 0.92M points) at 2 mm
+    vb = (torch.rand(1, 921600, 3, generator=g) * torch.tensor([1.0, 0.6, 0.4])).to(device)
+    c = dict(name="voxelize B=1 N=921600 2mm", ours=lambda: ops.voxelize(vb, 0.002), peers={})
+    if ME:
+        vbn = vb[0].cpu().numpy()
+        c["peers"]["MinkowskiEngine sparse_quantize (CPU)"] = lambda: ME.utils.sparse_quantize(
+            vbn, quantization_size=0.002, return_index=True, return_inverse=True)
     out.append(c)
 
     # cylinder query B=4, M=1024, N=20000 (GSNet CloudCrop: r=5cm, h in (-2cm, 4cm))

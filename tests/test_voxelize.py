@@ -11,16 +11,26 @@ def voxel_oracle(points, lengths, s):
     B, N, _ = points.shape
     rows, flat = [], []
     for b in range(B):
-        for i in range(int(lengths[b])):
-            rows.append((b, *np.floor(points[b, i] / s).astype(np.int64)))
-            flat.append(b * N + i)
-    rows = np.array(rows, dtype=np.int64).reshape(-1, 4)
+        n = int(lengths[b])
+        q = np.floor(points[b, :n] / s).astype(np.int64)  # divided in the points' own dtype
+        rows.append(np.concatenate([np.full((n, 1), b, dtype=np.int64), q], 1))
+        flat.append(b * N + np.arange(n, dtype=np.int64))
+    rows, flat = np.concatenate(rows).reshape(-1, 4), np.concatenate(flat)
     uniq, inv = np.unique(rows, axis=0, return_inverse=True)  # lexicographic
     inverse = np.full(B * N, -1)
     inverse[flat] = inv.reshape(-1)
     first = np.full(len(uniq), np.iinfo(np.int64).max)
-    np.minimum.at(first, inv.reshape(-1), np.array(flat, dtype=np.int64))
+    np.minimum.at(first, inv.reshape(-1), flat)
     return uniq, inverse, first
+
+
+def assert_matches_oracle(pts, lens, s):
+    coords, inverse, first = ops.voxelize(pts, s, lens)
+    wc, wi, wf = voxel_oracle(pts.numpy(), lens, np.array(s, dtype=pts.numpy().dtype))
+    assert coords.dtype == torch.int32
+    np.testing.assert_array_equal(coords.numpy(), wc)
+    np.testing.assert_array_equal(inverse.numpy(), wi)
+    np.testing.assert_array_equal(first.numpy(), wf)
 
 
 @pytest.mark.parametrize("kind", ["uniform", "clustered", "duplicates", "lattice"])
@@ -30,13 +40,72 @@ def test_voxelize_matches_oracle(rng, kind, dtype):
     pts = cloud(rng, B, N, 3, dtype, kind) * 2 - 0.7  # negative coordinates too
     lens = ragged_lengths(B, N, rng)
     for s in (0.005, 0.05, 0.5):
-        coords, inverse, first = ops.voxelize(pts, s, lens)
         # the oracle divides in the same dtype (MinkowskiEngine: floor(coords / size))
-        wc, wi, wf = voxel_oracle(pts.numpy(), lens, np.array(s, dtype=pts.numpy().dtype))
-        assert coords.dtype == torch.int32
-        np.testing.assert_array_equal(coords.numpy(), wc)
-        np.testing.assert_array_equal(inverse.numpy(), wi)
-        np.testing.assert_array_equal(first.numpy(), wf)
+        assert_matches_oracle(pts, lens, s)
+
+
+# The CPU kernel splits its passes into per-thread chunks (4,096 points for the
+# coordinates, 32,768 for each radix pass) and packs (b, x, y, z, point) into one
+# 64-bit word; wider keys take the sort-based fallback. These cases cross both.
+@pytest.mark.parametrize("threads", [1, 2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_voxelize_large_ragged_batches_any_thread_count(rng, threads, dtype):
+    B, N = 5, 30000
+    pts = cloud(rng, B, N, 3, dtype, "clustered") - 5
+    pts[1, ::7] = pts[1, 3]  # many duplicates: one voxel holds thousands of points
+    lens = torch.tensor([N, N, 0, N - 1, 17])  # an empty cloud between full ones
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for s in (0.003, 0.02, 0.4):
+            assert_matches_oracle(pts, lens, s)
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_voxelize_keys_too_wide_to_pack(rng, dtype):
+    # spans of ~2^29 voxels per axis (87 bits of key): the fallback; ~2^14 per axis with
+    # 2^15 points: 45 bits of key plus 15 of index, just packed
+    for span, N in ((2.0 ** 29, 2000), (2.0 ** 14, 2 ** 15)):
+        pts = torch.as_tensor(rng.uniform(-span, span, (2, N, 3)), dtype=dtype).round()
+        pts[0, : N // 2] = pts[0, N // 2:]  # exact duplicates in different rows
+        lens = ragged_lengths(2, N, rng, with_empty=False)
+        assert_matches_oracle(pts, lens, 1.0)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_voxelize_half_inputs_divide_in_float32(rng, dtype):
+    pts = cloud(rng, 3, 2000, 3, torch.float32, "clustered").to(dtype)
+    lens = ragged_lengths(3, 2000, rng)
+    coords, inverse, first = ops.voxelize(pts, 0.01, lens)
+    wc, wi, wf = voxel_oracle(pts.float().numpy(), lens, np.float32(0.01))
+    np.testing.assert_array_equal(coords.numpy(), wc)
+    np.testing.assert_array_equal(inverse.numpy(), wi)
+    np.testing.assert_array_equal(first.numpy(), wf)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_voxelize_kernel_names_the_first_bad_point_with_checks_off(rng, threads):
+    # the Python check (on by default) refuses non-finite points first; the kernel's own
+    # check must still refuse them, naming the lowest bad point whatever the thread count
+    pts = cloud(rng, 3, 20000, 3)
+    pts[1, 15000, 2] = float("nan")
+    pts[2, 10, 0] = float("nan")
+    pts[2, 5, 1] = 1e12  # out of int32 range at s = 0.01, and before the NaN
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with ops.data_checks(False):
+            with pytest.raises(ValueError, match="NaN at cloud 1, point 15000"):
+                ops.voxelize(pts, 0.01)
+            pts[1, 15000, 2] = 0.5
+            with pytest.raises(ValueError, match="overflow int32: floor"):
+                ops.voxelize(pts, 0.01)
+            # padding is never read
+            ops.voxelize(pts, 0.01, torch.tensor([20000, 20000, 5]))
+    finally:
+        torch.set_num_threads(old)
 
 
 def test_voxelize_round_trip_and_empty(rng):

@@ -74,7 +74,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> voxelize_sorted(const at::Tensor&
   return {coords.to(at::kInt), inverse, first};
 }
 
-TORCH_LIBRARY_IMPL(pcgrasp, CPU, m) { m.impl("voxelize", &voxelize_sorted); }
 #ifdef PCGRASP_WITH_CUDA
 TORCH_LIBRARY_IMPL(pcgrasp, CUDA, m) { m.impl("voxelize", &voxelize_sorted); }
 #endif

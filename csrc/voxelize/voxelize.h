@@ -6,7 +6,9 @@
 //   coords  [V, 4] int32 rows (batch, x, y, z), unique, sorted lexicographically
 //   inverse [B * N] int64: the coords row of every input point (-1 for padding)
 //   first   [V] int64: the lowest flat index b * N + i of a point in each voxel
-// Sort-based (ATen unique on packed int64 keys), the same code on CPU and CUDA.
+// voxelize_sorted: sort-based (ATen unique on packed int64 keys), the CUDA kernel and the
+// CPU kernel's fallback for keys too wide to pack; voxelize_cpu.cpp is the CPU kernel
+// (a radix sort of packed keys, same results).
 #pragma once
 
 #include <ATen/ATen.h>

@@ -56,13 +56,19 @@ def command_paths(parser=None):
 
 
 def main(argv=None):
-    """Runs one command. Bad input (a missing file, a bad value: OSError, ValueError, KeyError)
-    ends it with one line on stderr and exit status 2, no traceback. Any other exception is
-    reported the same way, with its type, and exit status 1 (PCGRASP_TRACEBACK=1 re-raises
-    either, for the traceback)."""
+    """Runs one command. Bad input (a missing file, a bad value: OSError, ValueError, KeyError,
+    or a command's own refusal, ``SystemExit(message)``) ends it with one line on stderr,
+    ``pcgrasp <command>: error: ...``, and exit status 2, as argparse's usage errors do; no
+    traceback. Any other exception is reported the same way, with its type, and exit status 1
+    (PCGRASP_TRACEBACK=1 re-raises either, for the traceback)."""
     a = build_parser().parse_args(argv)
     try:
         return a.func(a)
+    except SystemExit as e:
+        if not isinstance(e.code, str) or os.environ.get("PCGRASP_TRACEBACK", "0") not in ("", "0"):
+            raise
+        print(f"pcgrasp {a.cmd}: error: {' '.join(e.code.split())}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print(f"pcgrasp {a.cmd}: interrupted", file=sys.stderr)
         return 130

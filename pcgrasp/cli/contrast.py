@@ -41,7 +41,7 @@ def cmd_pretrain(a):
     try:
         contrast.check_config(cfg)
     except ValueError as e:
-        raise SystemExit(f"contrast-pretrain: {e}") from None
+        raise SystemExit(str(e)) from None
     print(contrast.pretrain(cfg, resume=a.resume, progress=not a.quiet))
     return 0
 

@@ -28,18 +28,19 @@ from .common import config_path, existing_file, load_cfg, with_config
 FRAMES = (1, 16, 256)
 
 
-def _fail(cmd, e):
-    raise SystemExit(f"{cmd}: {e}") from None
+def _fail(e):
+    """A refusal: main prints it as one line, exit status 2."""
+    raise SystemExit(str(e)) from None
 
 
-def _checked(cmd, a):
+def _checked(a):
     from ..train import detector
 
     cfg = load_cfg(a)
     try:
         detector.check_config(cfg)
     except ValueError as e:
-        _fail(cmd, e)
+        _fail(e)
     return cfg
 
 
@@ -50,23 +51,23 @@ def _ap_line(splits):
 def cmd_train(a):
     from ..train import detector
 
-    cfg = _checked("train-detector", a)
+    cfg = _checked(a)
     if a.seed < 0:
-        _fail("train-detector", f"--seed must be >= 0, got {a.seed}")
+        _fail(f"--seed must be >= 0, got {a.seed}")
     if a.backbone is not None and a.init == "scratch":
-        _fail("train-detector", "--backbone is only used with --init graspcontrast")
+        _fail("--backbone is only used with --init graspcontrast")
     if a.backbone is not None:  # readable, before any scenes or labels are made
         from ..train.engine import read_checkpoint
 
         try:
             read_checkpoint(a.backbone, (), "backbone checkpoint (--backbone)", weights_only=True)
         except ValueError as e:
-            _fail("train-detector", e)
+            _fail(e)
     try:
         run = detector.train_detector(cfg, a.init, a.frames, a.seed, backbone=a.backbone, resume=a.resume,
                                       progress=not a.quiet)
     except (ValueError, FileNotFoundError) as e:
-        _fail("train-detector", e)
+        _fail(e)
     print(run)
     return 0
 
@@ -74,15 +75,15 @@ def cmd_train(a):
 def cmd_evaluate(a):
     from ..train import detector_eval
 
-    cfg = _checked("evaluate-detector", a)
+    cfg = _checked(a)
     if not os.path.exists(a.checkpoint):
-        _fail("evaluate-detector", f"--checkpoint {a.checkpoint} does not exist (a train-detector run folder or its "
+        _fail(f"--checkpoint {a.checkpoint} does not exist (a train-detector run folder or its "
                                    "model.pt)")
     try:
         r = detector_eval.evaluate_detector(cfg, a.checkpoint, scenes=a.scenes, dump_dir=a.dump_dir,
                                             progress=not a.quiet)
     except (ValueError, FileNotFoundError) as e:
-        _fail("evaluate-detector", e)
+        _fail(e)
     for s, v in sorted(r["scenes"].items(), key=lambda kv: int(kv[0])):
         print(f"[evaluate-detector] scene {int(s):04d}: AP {v['AP']:.2f}  AP0.8 {v['AP0.8']:.2f}  "
               f"AP0.4 {v['AP0.4']:.2f}")
@@ -96,11 +97,11 @@ def cmd_evaluate(a):
 def cmd_sweep(a):
     from ..train import detector_sweep
 
-    cfg = _checked("detection-sweep", a)
+    cfg = _checked(a)
     try:
         _, tables = detector_sweep.run_sweep(cfg, progress=not a.quiet, report_only=a.report_only)
     except (ValueError, FileNotFoundError) as e:
-        _fail("detection-sweep", e)
+        _fail(e)
     print(tables)
     return 0
 
@@ -118,13 +119,13 @@ def _seeds(spec):
 def cmd_untrained(a):
     from ..train import detector_sweep
 
-    cfg = _checked("detection-untrained", a)
+    cfg = _checked(a)
     if a.json is not None and os.path.isdir(a.json):
-        _fail("detection-untrained", f"--json {a.json} is a folder (give the JSON file's path)")
+        _fail(f"--json {a.json} is a folder (give the JSON file's path)")
     try:
         _, _, summary = detector_sweep.run_untrained(cfg, a.seeds, a.json, progress=not a.quiet)
     except (ValueError, FileNotFoundError) as e:
-        _fail("detection-untrained", e)
+        _fail(e)
     seeds = ",".join(map(str, a.seeds))
     for split, (m, sd) in summary.items():
         print(f"[untrained] {split}: AP {m:.2f} ± {sd:.2f} (mean ± sample SD over seeds {seeds})")
@@ -137,7 +138,7 @@ def cmd_demo_detection(a):
     AP on the test scenes (a GPU when present)."""
     from ..train import detector, detector_eval, detector_sweep
 
-    cfg = _checked("demo detection", a)
+    cfg = _checked(a)
     t0 = time.time()
     d = cfg["data"]
     print(f"[demo detection] scenes {d['train_scenes']} (train) and {d['test_scenes']} (test) under {d['root']} "

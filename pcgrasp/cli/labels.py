@@ -45,7 +45,7 @@ def cmd_labels(a):
                             ray_address=a.ray_address, num_cpus=a.num_cpus, retries=a.retries,
                             device=a.device, progress=not a.quiet)
     except (ValueError, FileNotFoundError, RuntimeError) as e:
-        raise SystemExit(f"labels: {e}") from None
+        raise SystemExit(str(e)) from None
     failed = 0
     for name in ("grasp labels", "collision labels", "graspness"):
         st = s["stages"].get(name)
@@ -73,7 +73,7 @@ def cmd_evaluate_grasps(a):
         t0 = time.time()
         r = evaluate_scenes(a.root, a.dump_dir, scenes, camera=a.camera, progress=not a.quiet, device=a.device)
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"evaluate-grasps: {e}") from None
+        raise SystemExit(str(e)) from None
     for s, v in sorted(r["scenes"].items()):
         print(f"[evaluate-grasps] scene {s:04d}: AP {v['AP']:.2f}  AP0.8 {v['AP0.8']:.2f}  AP0.4 {v['AP0.4']:.2f}")
     for name, v in r["splits"].items():

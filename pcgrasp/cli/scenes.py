@@ -36,7 +36,7 @@ def cmd_generate_scenes(a):
                             noise_sigma=sigma, grazing_deg=grazing, user_meshes=a.user_meshes,
                             user_scale=a.user_scale, workers=a.workers, progress=not a.quiet, **kw)
     except (ValueError, FileNotFoundError) as e:
-        raise SystemExit(f"generate-scenes: {e}") from None
+        raise SystemExit(str(e)) from None
     dt = time.time() - t0
     rate = f", {s['frames_written'] / dt:.2f} frames/s" if s["frames_written"] else ""
     print(f"[generate-scenes] {s['root']}: {s['generated_scenes']} scenes generated, {s['skipped_scenes']} already "

@@ -91,10 +91,11 @@ def generate_labels(root, scenes, camera="realsense", num_points=300, views=None
     if engine not in ("auto", "ray", "serial"):
         raise ValueError(f"engine must be 'auto', 'ray' or 'serial', got {engine!r}")
     if not os.path.isdir(os.path.join(root, "scenes")):
-        raise FileNotFoundError(f"labels: {root!r} has no scenes/ folder (a GraspNet-1B layout root)")
+        raise FileNotFoundError(f"root {root!r} has no scenes/ folder (a GraspNet-1B layout root)")
     use_ray = engine == "ray" or (engine == "auto" and ray_available())
     if engine == "ray" and not ray_available():
-        raise RuntimeError("labels: Ray is not installed (pip install 'pcgrasp[scale]' or pip install ray)")
+        raise RuntimeError("engine='ray' needs Ray, which is not installed (pip install 'pcgrasp[scale]' or pip "
+                           "install ray; engine 'serial' runs without it)")
     if engine == "auto" and not use_ray:
         log("[labels] note: Ray is not installed (pip install 'pcgrasp[scale]'): running the tasks serially")
     views = None if views is None else [int(v) for v in views]

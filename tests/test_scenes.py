@@ -50,6 +50,44 @@ def test_hemisphere_views_look_at_the_centre(rng):
         hemisphere_views(0, rng)
 
 
+def _place_rebuilding_each_try(meshes, rng, workspace, tries=100):
+    """The placement rule with trimesh's one-shot test, in_collision_single (which builds the
+    mesh's BVH on every call): the oracle for place_objects' reuse of one BVH per candidate.
+    Returns (kept, poses, rejected tries)."""
+    manager = trimesh.collision.CollisionManager()
+    kept, poses, rejected = [], [], 0
+    for i, m in enumerate(meshes):
+        T_rest, prob = scenes.stable_poses(m)
+        for _ in range(tries):
+            T = T_rest[rng.choice(len(T_rest), p=prob)].copy()
+            T = trimesh.transformations.rotation_matrix(rng.uniform(0, 2 * np.pi), [0, 0, 1]) @ T
+            v = m.vertices @ T[:3, :3].T + T[:3, 3]
+            lo, hi = v.min(0), v.max(0)
+            T[:3, 3] += [rng.uniform(-workspace, workspace) - (lo[0] + hi[0]) / 2,
+                         rng.uniform(-workspace, workspace) - (lo[1] + hi[1]) / 2, -lo[2]]
+            if kept and manager.in_collision_single(m, transform=T):
+                rejected += 1
+                continue
+            manager.add_object(str(i), m, transform=T)
+            kept.append(i)
+            poses.append(T)
+            break
+    return kept, poses, rejected
+
+
+def test_placement_equals_the_one_shot_collision_test():
+    cats = ["box", "mug", "bowl", "cylinder", "l_bracket", "ellipsoid", "cone", "bottle"]
+    rejected = 0
+    for seed in range(3):
+        meshes = [make_object(c, np.random.default_rng(100 * seed + j)) for j, c in enumerate(cats)]
+        kept, poses = place_objects(meshes, np.random.default_rng(seed), workspace=0.05, tries=20)
+        want_kept, want_poses, r = _place_rebuilding_each_try(meshes, np.random.default_rng(seed), 0.05, 20)
+        rejected += r
+        assert kept == want_kept
+        assert all(np.array_equal(a, b) for a, b in zip(poses, want_poses))
+    assert rejected > 10  # a crowded table: the collision test decided many tries
+
+
 def test_placed_objects_rest_on_the_table_without_interpenetrating(rng):
     cats = ["box", "mug", "bowl", "cylinder", "l_bracket", "ellipsoid", "cone", "bottle"]
     meshes = [make_object(c, rng) for c in cats]

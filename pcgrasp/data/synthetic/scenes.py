@@ -139,10 +139,13 @@ def place_objects(meshes, rng, workspace=0.15, tries=100):
     Returns (kept indices into meshes, their 4x4 model -> table poses)."""
     import trimesh
 
-    manager = trimesh.collision.CollisionManager()
-    kept, poses = [], []
+    # One collision manager per object: its mesh's BVH is built once, each try only moves it,
+    # and a placed object keeps its manager (in_collision_single(m, T) on one shared manager
+    # built the BVH on every try and again on acceptance: ~70 % of placement time).
+    placed, kept, poses = [], [], []
     for i, m in enumerate(meshes):
         T_rest, prob = stable_poses(m)
+        candidate = None
         for _ in range(tries):
             T = T_rest[rng.choice(len(T_rest), p=prob)].copy()
             yaw = trimesh.transformations.rotation_matrix(rng.uniform(0, 2 * np.pi), [0, 0, 1])
@@ -151,8 +154,13 @@ def place_objects(meshes, rng, workspace=0.15, tries=100):
             lo, hi = v.min(0), v.max(0)
             T[:3, 3] += [rng.uniform(-workspace, workspace) - (lo[0] + hi[0]) / 2,
                          rng.uniform(-workspace, workspace) - (lo[1] + hi[1]) / 2, -lo[2]]
-            if not kept or not manager.in_collision_single(m, transform=T):
-                manager.add_object(str(i), m, transform=T)
+            if candidate is None:
+                candidate = trimesh.collision.CollisionManager()
+                candidate.add_object(str(i), m, transform=T)
+            else:
+                candidate.set_transform(str(i), T)
+            if not any(candidate.in_collision_other(other) for other in placed):
+                placed.append(candidate)
                 kept.append(i)
                 poses.append(T)
                 break

@@ -205,16 +205,15 @@ def process_grasp_labels(end_points, num_view=300):
         slot = view_slot[g]                                                             # [B, M, V]
         V_g = vcount[g]
         flat = ops.host_to_device(flat_start, dev, torch.int64)[g].unsqueeze(-1) + row.unsqueeze(-1) * V_g.unsqueeze(-1) + slot
-        flat = torch.where(has.unsqueeze(-1), flat, torch.zeros_like(flat))
-        PS, PW = torch.cat(packed_s), torch.cat(packed_w)
-        scores = PS[flat]                                                               # [B, M, V, A, D]
-        widths = PW[flat]
+        # a seed without labels reads an appended row of zeros: its scores and widths are 0 without
+        # a masking pass over the [B, M, V, A, D] results
+        flat = torch.where(has.unsqueeze(-1), flat, offset).reshape(-1)
+        zero = torch.zeros((1, A, D), dtype=dt, device=dev)
+        scores = torch.cat(packed_s + [zero]).index_select(0, flat).view(B, M, num_view, A, D)
+        widths = torch.cat(packed_w + [zero]).index_select(0, flat).view(B, M, num_view, A, D)
         label_view = obj_views.gather(1, view_slot)                                    # [O, V] template index
         rot = R[g].unsqueeze(2) @ templ_rot[label_view[g]]                              # [B, M, V, 3, 3]
-        keep = has.view(B, M, 1, 1, 1)
-        scores = torch.where(keep, scores, torch.zeros_like(scores))
-        widths = torch.where(keep, widths, torch.zeros_like(widths))
-        rot = torch.where(keep, rot, templ_rot.expand(B, M, -1, -1, -1))
+        rot = torch.where(has.view(B, M, 1, 1, 1), rot, templ_rot.expand(B, M, -1, -1, -1))
     else:
         scores = torch.zeros((B, M, num_view, A, D), dtype=dt, device=dev)
         widths = torch.zeros_like(scores)
@@ -222,12 +221,12 @@ def process_grasp_labels(end_points, num_view=300):
         point = torch.zeros_like(seeds)
 
     # 4) view graspness and the score mask (GSNet)
-    ok = (scores <= VIEW_MU_THRESHOLD) & (scores > 0)
+    positive = scores > 0
+    ok = (scores <= VIEW_MU_THRESHOLD) & positive
     vg = ok.to(dt).sum((-1, -2)) / (A * D)                                              # [B, M, V]
     lo, hi = vg.min(-1, keepdim=True).values, vg.max(-1, keepdim=True).values
     vg = (vg - lo) / (hi - lo + 1e-5)
-    valid = (scores > 0) & (widths <= GRASP_MAX_WIDTH)
-    scores = torch.where(valid, scores, torch.zeros_like(scores))
+    scores.masked_fill_(~(positive & (widths <= GRASP_MAX_WIDTH)), 0)  # fresh from the gather: in place
 
     end_points["batch_grasp_point"] = point
     end_points["batch_grasp_view_rot"] = rot

@@ -77,8 +77,7 @@ def cmd_evaluate(a):
 
     cfg = _checked(a)
     if not os.path.exists(a.checkpoint):
-        _fail(f"--checkpoint {a.checkpoint} does not exist (a train-detector run folder or its "
-                                   "model.pt)")
+        _fail(f"--checkpoint {a.checkpoint} does not exist (a train-detector run folder or its model.pt)")
     try:
         r = detector_eval.evaluate_detector(cfg, a.checkpoint, scenes=a.scenes, dump_dir=a.dump_dir,
                                             progress=not a.quiet)

@@ -85,6 +85,7 @@ def every_op():
     packed = op.padded_to_packed(p, lengths)
     op.packed_to_padded(packed, lengths)
     op.masked_to_padded(p, torch.rand(2, 64, generator=g) > 0.5)
+    check(op.host_to_device(counts, "cpu", torch.int64).tolist() == counts, "host_to_device copies host values")
     with op.data_checks(True):
         op.set_data_checks(True)
     missed = set(ops.__all__) - op.used

@@ -59,7 +59,8 @@ MAX_OUT_FILES=8  # the device tool brings back at most 8 files from $OUT
 # step_ops checks that no such file is missing from here or from DDP_FILES.
 OPS_TESTS=(test_build.py test_knn.py test_ball_query.py test_cylinder_query.py test_fps.py
            test_gather.py test_interpolate.py test_correspondences.py test_point_info_nce.py
-           test_sequencer_ragged.py test_voxelize.py test_kernel_map.py test_sparse_nn.py test_sparse_conv.py)
+           test_sequencer_ragged.py test_voxelize.py test_kernel_map.py test_sparse_nn.py test_sparse_conv.py
+           test_transfer.py)
 # c: the engine and everything that checks gloo DDP with CPU tensors while CUDA
 # is visible. One pytest run: -k also matches the module's file name.
 DDP_FILES=(test_engine.py test_sync_batchnorm.py test_training.py test_train_detector.py test_graspcontrast.py)
